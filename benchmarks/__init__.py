@@ -1,0 +1,1 @@
+"""tolk_bench: the benchmark runner (`tolk bench`)."""

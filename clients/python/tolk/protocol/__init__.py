@@ -1,0 +1,43 @@
+"""Protocol v1: frame schemas, validation and error codes, with no I/O."""
+
+from .errors import ProtocolError
+from .frames import (
+    AuthFrame,
+    CancelFrame,
+    PingFrame,
+    TranslateFrame,
+    TranslateOptions,
+    complete,
+    encode,
+    error,
+    parse_client_frame,
+    parse_translate_body,
+    pong,
+    ready,
+    start,
+    token,
+)
+from .types import ERROR_CODES, PROTOCOL_VERSION, TERMINAL_TYPES, ErrorCode, ServerFrame
+
+__all__ = [
+    "ERROR_CODES",
+    "PROTOCOL_VERSION",
+    "TERMINAL_TYPES",
+    "AuthFrame",
+    "CancelFrame",
+    "ErrorCode",
+    "PingFrame",
+    "ProtocolError",
+    "ServerFrame",
+    "TranslateFrame",
+    "TranslateOptions",
+    "complete",
+    "encode",
+    "error",
+    "parse_client_frame",
+    "parse_translate_body",
+    "pong",
+    "ready",
+    "start",
+    "token",
+]

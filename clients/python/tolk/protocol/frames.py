@@ -1,0 +1,173 @@
+"""Client frames (validated with pydantic), decoding, and server-frame builders.
+
+Pure code: no sockets, no clocks, no engine. Transports feed text in and get
+frames or a `ProtocolError` out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .errors import ProtocolError
+from .types import (
+    PROTOCOL_VERSION,
+    CompleteFrame,
+    ErrorCode,
+    ErrorFrame,
+    PongFrame,
+    ReadyFrame,
+    StartFrame,
+    TokenFrame,
+)
+
+LANG_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+ID_MAX = 128
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class TranslateOptions(_Frame):
+    """The fields a translation request carries, over WebSocket and over HTTP alike."""
+
+    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
+    text: str
+    source: Annotated[str, Field(pattern=LANG_PATTERN + "|^auto$")] | None = None
+    target: Annotated[str, Field(pattern=LANG_PATTERN)]
+    stream: bool = True
+    max_tokens: Annotated[int, Field(ge=1, le=8192)] | None = None
+
+
+class AuthFrame(_Frame):
+    type: Literal["auth"]
+    api_key: Annotated[str, Field(max_length=512)]
+
+
+class TranslateFrame(TranslateOptions):
+    type: Literal["translate"]
+
+
+class CancelFrame(_Frame):
+    type: Literal["cancel"]
+    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    AuthFrame | TranslateFrame | CancelFrame | PingFrame, Field(discriminator="type")
+]
+_CLIENT_FRAME: TypeAdapter[AuthFrame | TranslateFrame | CancelFrame | PingFrame] = TypeAdapter(
+    ClientFrame
+)
+CLIENT_TYPES = ("auth", "translate", "cancel", "ping")
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(x) for x in e["loc"][1:] or e["loc"])
+        parts.append(f"{loc}: {e['msg']}" if loc else str(e["msg"]))
+    return "; ".join(parts)
+
+
+def parse_client_frame(data: str | bytes) -> AuthFrame | TranslateFrame | CancelFrame | PingFrame:
+    """Decode one client frame or raise `ProtocolError("bad_request")`.
+
+    The error carries the frame's `id` when one could be read, so the client
+    can match it to its request.
+    """
+    try:
+        obj: Any = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_request", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_request", "frame must be a JSON object")
+    raw_id = obj.get("id")
+    rid = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= ID_MAX else None
+    kind = obj.get("type")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError(
+            "bad_request", f"unknown frame type {kind!r}; expected one of {CLIENT_TYPES}", rid
+        )
+    try:
+        return _CLIENT_FRAME.validate_python(obj)
+    except ValidationError as exc:
+        raise ProtocolError("bad_request", f"invalid {kind} frame: {_describe(exc)}", rid) from None
+
+
+def parse_translate_body(obj: Any) -> TranslateOptions:
+    """Validate an HTTP `POST /v1/translate` body (the translate frame without `type`)."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_request", "body must be a JSON object")
+    obj = {k: v for k, v in obj.items() if k != "type"}
+    raw_id = obj.get("id")
+    rid = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= ID_MAX else None
+    try:
+        return TranslateOptions.model_validate(obj)
+    except ValidationError as exc:
+        raise ProtocolError("bad_request", f"invalid request: {_describe(exc)}", rid) from None
+
+
+def encode(frame: Any) -> str:
+    """Serialise a server frame as compact JSON (UTF-8 text, not ASCII-escaped)."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def ready(model: str, languages: list[str], auth: bool) -> ReadyFrame:
+    return {
+        "type": "ready",
+        "protocol": PROTOCOL_VERSION,
+        "model": model,
+        "languages": languages,
+        "auth": auth,
+    }
+
+
+def start(rid: str, request_id: str, source: str, target: str) -> StartFrame:
+    return {"type": "start", "id": rid, "request_id": request_id, "source": source,
+            "target": target}
+
+
+def token(rid: str, text: str, index: int) -> TokenFrame:
+    return {"type": "token", "id": rid, "token": text, "index": index}
+
+
+def complete(
+    rid: str,
+    translation: str,
+    source: str,
+    target: str,
+    tokens: int,
+    first_token_ms: float | None,
+    latency_ms: float,
+    finish_reason: str,
+) -> CompleteFrame:
+    return {
+        "type": "complete",
+        "id": rid,
+        "translation": translation,
+        "source": source,
+        "target": target,
+        "tokens": tokens,
+        "first_token_ms": None if first_token_ms is None else round(first_token_ms, 3),
+        "latency_ms": round(latency_ms, 3),
+        "finish_reason": finish_reason,
+    }
+
+
+def error(code: ErrorCode, message: str, rid: str | None = None) -> ErrorFrame:
+    frame: ErrorFrame = {"type": "error", "code": code, "message": message}
+    if rid is not None:
+        frame["id"] = rid
+    return frame
+
+
+def pong() -> PongFrame:
+    return {"type": "pong"}

@@ -1,0 +1,117 @@
+"""The ASGI application: wires settings, engine, translator and transports together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from .auth import KeyRing
+from .config import Settings
+from .engine import Engine
+from .fake_engine import FakeEngine
+from .http_routes import router
+from .metrics import Metrics
+from .paths import DEMO_DIR
+from .profiles import Profile, resolve_profile
+from .state import ServerState
+from .translator import Translator
+from .ws import stream_endpoint
+
+log = logging.getLogger("tolk")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def model_path(settings: Settings) -> str:
+    return settings.model or str(DEMO_DIR)
+
+
+def build_engine(settings: Settings) -> Engine:
+    if settings.engine == "fake":
+        return FakeEngine()
+    from .vllm_engine import VllmEngine
+
+    return VllmEngine(settings, model_path(settings))
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    profile: Profile | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    model = model_path(settings)
+    profile = profile or resolve_profile(model, settings.profile)
+    owns_engine = engine is None
+    engine = engine or build_engine(settings)
+    metrics = Metrics()
+    translator = Translator(engine, profile, settings, metrics)
+    state = ServerState(
+        settings=settings,
+        engine=engine,
+        translator=translator,
+        metrics=metrics,
+        keyring=KeyRing(settings.api_keys),
+        model_name=profile.name if settings.engine != "fake" else "fake",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = asyncio.create_task(_start_engine(state))
+        try:
+            yield
+        finally:
+            loader.cancel()
+            if owns_engine:
+                await engine.shutdown()
+
+    app = FastAPI(
+        title="tolk",
+        version="0.1.0",
+        description="Real-time translation server. WebSocket protocol v1 at /v1/stream.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.tolk = state
+    app.include_router(router)
+    app.add_api_websocket_route("/v1/stream", stream_endpoint)
+    _mount_static(app)
+    return app
+
+
+async def _start_engine(state: ServerState) -> None:
+    try:
+        if not state.engine.ready:
+            await state.engine.start()
+        await asyncio.to_thread(state.translator.detector.load)
+        state.engine_ready.set()
+        log.info("engine ready: %s", state.model_name)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # the server is useless without its engine: exit non-zero
+        state.startup_error = exc
+        log.exception("engine failed to start")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _mount_static(app: FastAPI) -> None:
+    try:
+        import swagger_ui_bundle
+
+        app.mount(
+            "/_static/swagger",
+            StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+            name="swagger",
+        )
+    except ImportError:  # pragma: no cover - docs assets are optional
+        pass
+    if (STATIC_DIR / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")

@@ -1,0 +1,206 @@
+"""The `tolk` command: serve, translate, prompt, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from .config import Settings, is_loopback, load_settings
+
+
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML settings file (lowest precedence)")
+    p.add_argument("--model", help="model directory, HF id, or profile name")
+    p.add_argument("--profile", help="prompt profile name or TOML path")
+    p.add_argument("--engine", choices=["vllm", "fake"])
+    p.add_argument("--max-num-seqs", type=int)
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--kv-cache-gib", type=int, help="KV cache size on CPU (GiB)")
+    p.add_argument("--gpu-memory-utilization", type=float)
+    p.add_argument("--dtype")
+    p.add_argument("--enforce-eager", action="store_true", default=None)
+    p.add_argument("--no-prefix-caching", dest="enable_prefix_caching", action="store_false",
+                   default=None)
+    p.add_argument("--tensor-parallel-size", type=int)
+    p.add_argument("--data-parallel-size", type=int)
+    p.add_argument("--load-format")
+
+
+def _settings(ns: argparse.Namespace) -> Settings:
+    keys = [k for k in vars(ns) if k not in {"command", "config", "func"}]
+    overrides: dict[str, Any] = {k: getattr(ns, k) for k in keys if hasattr(Settings, k)
+                                 or k in Settings.model_fields}
+    overrides = {k: v for k, v in overrides.items() if k in Settings.model_fields}
+    if overrides.get("model"):
+        overrides["model"] = _model_arg(overrides["model"], overrides)
+    return load_settings(ns.config, **overrides)
+
+
+def _model_arg(value: str, overrides: dict[str, Any]) -> str:
+    """`--model demo` (a profile name with a bundled or default model) or a path/HF id."""
+    from .profiles import builtin_profiles
+
+    if os.path.exists(value):
+        return value
+    profiles = builtin_profiles()
+    if value in profiles:
+        overrides.setdefault("profile", value)
+        from .paths import DEMO_DIR
+
+        if value == "demo":
+            return str(DEMO_DIR)
+        return profiles[value].default_model or value
+    return value
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = _settings(ns)
+    if not settings.auth_required and not is_loopback(settings.host):
+        if not ns.insecure_no_auth:
+            print(
+                f"refusing to listen on {settings.host} without API keys: set TOLK_API_KEYS "
+                "or --api-key, bind 127.0.0.1, or pass --insecure-no-auth",
+                file=sys.stderr,
+            )
+            return 2
+        logging.getLogger("tolk").warning(
+            "!!! serving on %s WITHOUT authentication (--insecure-no-auth) !!!", settings.host
+        )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        ws_ping_interval=25.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=ns.drain_timeout,
+    )
+    if app.state.tolk.startup_error is not None:
+        return 1
+    return 0
+
+
+def cmd_translate(ns: argparse.Namespace) -> int:
+    from websockets.sync.client import connect
+
+    url = ns.url.rstrip("/") + "/v1/stream"
+    key = ns.api_key or os.environ.get("TOLK_API_KEY")
+    with connect(url, compression=None, open_timeout=10) as ws:
+        if key:
+            ws.send(json.dumps({"type": "auth", "api_key": key}))
+        frame: dict[str, Any] = {"type": "translate", "id": "cli", "text": ns.text,
+                                 "target": ns.target}
+        if ns.source:
+            frame["source"] = ns.source
+        ws.send(json.dumps(frame))
+        while True:
+            msg = json.loads(ws.recv(timeout=ns.timeout))
+            if msg["type"] == "token":
+                print(msg["token"], end="", flush=True)
+            elif msg["type"] == "complete":
+                print()
+                if ns.verbose:
+                    print(json.dumps(msg, ensure_ascii=False), file=sys.stderr)
+                return 0
+            elif msg["type"] == "error":
+                print(f"error: {msg['code']}: {msg['message']}", file=sys.stderr)
+                return 1
+
+
+def cmd_prompt(ns: argparse.Namespace) -> int:
+    from .app import model_path
+    from .profiles import render, resolve_profile
+    from .vllm_engine import VllmEngine
+
+    settings = _settings(ns)
+    model = model_path(settings)
+    profile = resolve_profile(model, settings.profile)
+    engine = VllmEngine(settings, model)
+    sys.stdout.write(render(profile, ns.text, ns.source, ns.target, engine.chat_template))
+    return 0
+
+
+def cmd_info(ns: argparse.Namespace) -> int:
+    from .app import model_path
+    from .profiles import resolve_profile
+    from .vllm_engine import engine_args_dict
+
+    settings = _settings(ns)
+    model = model_path(settings)
+    profile = resolve_profile(model, settings.profile)
+    info = {
+        "model": os.path.abspath(model) if os.path.exists(model) else model,
+        "profile": profile.name,
+        "languages": sorted(profile.languages),
+        "engine": settings.engine,
+        "engine_args": engine_args_dict(settings, model),
+        "kv_cache_gib": settings.kv_cache_gib,
+    }
+    if ns.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tolk", description="tolk translation server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the model over WebSocket and HTTP")
+    _engine_flags(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--api-key", dest="api_keys", action="append")
+    serve.add_argument("--allowed-origin", dest="allowed_origins", action="append")
+    serve.add_argument("--insecure-no-auth", action="store_true")
+    serve.add_argument("--drain-timeout", type=float, default=30.0)
+    serve.add_argument("--log-level")
+    serve.set_defaults(func=cmd_serve)
+
+    tr = sub.add_parser("translate", help="translate one text with a running server")
+    tr.add_argument("text")
+    tr.add_argument("--target", required=True)
+    tr.add_argument("--source")
+    tr.add_argument("--url", default=os.environ.get("TOLK_URL", "ws://127.0.0.1:8000"))
+    tr.add_argument("--api-key")
+    tr.add_argument("--timeout", type=float, default=60.0)
+    tr.add_argument("-v", "--verbose", action="store_true")
+    tr.set_defaults(func=cmd_translate)
+
+    pr = sub.add_parser("prompt", help="print the exact prompt the server renders")
+    _engine_flags(pr)
+    pr.add_argument("--text", required=True)
+    pr.add_argument("--source", required=True)
+    pr.add_argument("--target", required=True)
+    pr.set_defaults(func=cmd_prompt)
+
+    info = sub.add_parser("info", help="print the served model and engine settings")
+    _engine_flags(info)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    ns = build_parser().parse_args(argv)
+    sys.exit(ns.func(ns))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""One explicit settings object: CLI flags > `TOLK_*` environment > TOML file > defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+EngineKind = Literal["vllm", "fake"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOLK_", extra="forbid", validate_default=True)
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "info"
+
+    # Model and engine
+    model: str | None = Field(None, description="Model directory, HF id, or profile name.")
+    profile: str | None = Field(None, description="Prompt profile name or TOML path.")
+    engine: EngineKind = "vllm"
+    max_num_seqs: int = Field(64, ge=1, le=4096)
+    max_model_len: int = Field(1024, ge=32)
+    kv_cache_gib: int | None = Field(None, ge=1, description="KV cache size on CPU hosts (GiB).")
+    gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
+    dtype: str = "auto"
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+    tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
+    load_format: str = "auto"
+    seed: int = 0
+
+    # Limits
+    max_text_chars: int = Field(4000, ge=1)
+    max_inflight_per_connection: int = Field(64, ge=1)
+    max_inflight_total: int = Field(1024, ge=1)
+    max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    auth_timeout_s: float = Field(10.0, gt=0)
+    send_queue_frames: int = Field(4096, ge=16)
+
+    @field_validator("api_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _split_keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = settings_cls.model_config.get("toml_file") or os.environ.get("TOLK_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path:
+            path = Path(str(toml_path))
+            if not path.is_file():
+                raise FileNotFoundError(f"config file not found: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.api_keys)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build settings; `overrides` are CLI flags (None means "not given")."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not config_file:
+        return Settings(**given)
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+
+    return FileSettings(**given)

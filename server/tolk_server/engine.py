@@ -1,0 +1,67 @@
+"""The engine interface. Implementations: `vllm_engine.VllmEngine` and `fake_engine.FakeEngine`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """New output since the last delta: text (whole characters only) and token count."""
+
+    text: str
+    tokens: int
+    finish_reason: str | None = None
+
+
+@dataclass
+class EngineInfo:
+    name: str
+    model: str
+    version: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineError(Exception):
+    """The engine failed or died; requests in flight cannot finish."""
+
+
+class Engine(Protocol):
+    info: EngineInfo
+
+    async def start(self) -> None: ...
+
+    def generate(
+        self, prompt: str, params: GenerationParams, request_id: str
+    ) -> AsyncGenerator[Delta, None]:
+        """Stream deltas; closing the iterator aborts the request in the engine."""
+        ...
+
+    def running(self) -> int:
+        """Requests the engine holds now (queued or running)."""
+        ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def dead(self) -> bool: ...
+
+    def chat_template(
+        self, messages: list[dict[str, Any]], kwargs: Mapping[str, Any]
+    ) -> str: ...
+
+    async def shutdown(self) -> None: ...

@@ -1,0 +1,44 @@
+"""Prometheus metrics, in a registry of the app's own (so several apps can coexist in tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.first_token = Histogram(
+            "tolk_first_token_seconds", "Time from request to first output token.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.duration = Histogram(
+            "tolk_request_duration_seconds", "Time from request to its terminal frame.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.output_tokens = Counter(
+            "tolk_output_tokens", "Output tokens generated.", registry=r
+        )
+        self.requests = Counter(
+            "tolk_requests", "Translation requests finished, by outcome.", ["outcome"], registry=r
+        )
+        self.errors = Counter("tolk_errors", "Error frames sent, by code.", ["code"], registry=r)
+        self.connections = Gauge(
+            "tolk_active_connections", "Open WebSocket connections.", registry=r
+        )
+        self.inflight = Gauge("tolk_inflight_requests", "Requests in flight.", registry=r)
+        self.engine_running = Gauge(
+            "tolk_engine_running_requests", "Requests the engine holds.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,147 @@
+"""Model profiles (data, in TOML) and the one small renderer that turns a request into a prompt."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .paths import PROFILE_DIR
+
+TemplateKind = Literal["completion", "chat", "structured"]
+# Renders chat messages to a prompt string (the tokenizer's chat template).
+ChatTemplater = Callable[[list[dict[str, Any]], Mapping[str, Any]], str]
+
+PROFILE_FILE = "tolk_profile.toml"
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    repetition_penalty: float = 1.0
+
+
+class Variant(BaseModel):
+    """An alternative prompt used when the source or target is one of `when`."""
+
+    model_config = ConfigDict(extra="forbid")
+    when: list[str]
+    prompt: str
+    languages: dict[str, str] = Field(default_factory=dict)
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    family: str
+    template: TemplateKind
+    prompt: str = "{text}"
+    system: str | None = None
+    languages: dict[str, str]
+    stop: list[str] = Field(default_factory=list)
+    sampling: Sampling = Field(default_factory=Sampling)
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    variants: list[Variant] = Field(default_factory=list)
+    match: list[str] = Field(default_factory=list, description="Model-name substrings.")
+    default_model: str | None = None
+    supports_context: bool = False
+    supports_glossary: bool = False
+
+    def language_name(self, code: str) -> str:
+        return self.languages[code]
+
+
+def load_profile(path: Path) -> Profile:
+    with path.open("rb") as fh:
+        return Profile.model_validate(tomllib.load(fh))
+
+
+def builtin_profiles() -> dict[str, Profile]:
+    out: dict[str, Profile] = {}
+    for path in sorted(PROFILE_DIR.glob("*.toml")):
+        prof = load_profile(path)
+        out[path.stem] = prof
+    return out
+
+
+def resolve_profile(model: str, profile: str | None) -> Profile:
+    """Pick the profile: explicit name/path, the model dir's own file, or a name match."""
+    if profile:
+        as_path = Path(profile)
+        if as_path.suffix == ".toml" and as_path.is_file():
+            return load_profile(as_path)
+        builtins = builtin_profiles()
+        if profile not in builtins:
+            raise ValueError(f"unknown profile {profile!r}; known: {sorted(builtins)}")
+        return builtins[profile]
+    own = Path(model) / PROFILE_FILE
+    if own.is_file():
+        return load_profile(own)
+    lowered = model.lower()
+    for prof in builtin_profiles().values():
+        if any(m in lowered for m in prof.match):
+            return prof
+    raise ValueError(
+        f"no profile for model {model!r}: pass --profile NAME or add {PROFILE_FILE} to it"
+    )
+
+
+def render(
+    profile: Profile,
+    text: str,
+    source: str,
+    target: str,
+    chat: ChatTemplater | None = None,
+) -> str:
+    """Build the exact prompt string the engine receives."""
+    template, names = profile.prompt, dict(profile.languages)
+    for variant in profile.variants:
+        if source in variant.when or target in variant.when:
+            template = variant.prompt
+            names.update(variant.languages)
+            break
+    fields = {
+        "text": text,
+        "src": source,
+        "tgt": target,
+        "SRC": names.get(source, source),
+        "TGT": names.get(target, target),
+    }
+    if profile.template == "completion":
+        return _fill(template, fields)
+    if chat is None:
+        raise ValueError(f"profile {profile.name!r} needs the tokenizer's chat template")
+    messages: list[dict[str, Any]] = []
+    if profile.system:
+        messages.append({"role": "system", "content": _fill(profile.system, fields)})
+    if profile.template == "chat":
+        messages.append({"role": "user", "content": _fill(template, fields)})
+    else:  # structured: the chat template reads language codes from the content itself
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "text",
+                        "source_lang_code": source,
+                        "target_lang_code": target,
+                        "text": text,
+                    }
+                ],
+            }
+        )
+    return chat(messages, profile.chat_template_kwargs)
+
+
+def _fill(template: str, fields: Mapping[str, str]) -> str:
+    # Plain replacement, not str.format: user text may hold braces.
+    out = template
+    for key in ("SRC", "TGT", "src", "tgt"):
+        out = out.replace("{" + key + "}", fields[key])
+    return out.replace("{text}", fields["text"])

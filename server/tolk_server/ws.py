@@ -1,0 +1,215 @@
+"""The WebSocket transport for protocol v1 at `/v1/stream`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import aclosing
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from tolk.protocol import (
+    AuthFrame,
+    CancelFrame,
+    PingFrame,
+    ProtocolError,
+    ServerFrame,
+    TranslateFrame,
+    encode,
+    error,
+    parse_client_frame,
+    pong,
+    ready,
+)
+
+from .auth import bearer
+from .state import ServerState
+from .translator import Job
+
+log = logging.getLogger("tolk.ws")
+POLICY_VIOLATION = 1008
+
+
+class _Closed(Exception):
+    """The peer went away."""
+
+
+class Connection:
+    """One client connection: authentication, then many concurrent requests keyed by id."""
+
+    def __init__(self, ws: WebSocket, state: ServerState) -> None:
+        self.ws = ws
+        self.state = state
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.cancel_requested: set[str] = set()
+        self.out: asyncio.Queue[ServerFrame | None] = asyncio.Queue(
+            state.settings.send_queue_frames
+        )
+        self.closing = False
+        self._drained = asyncio.Event()
+
+    async def serve(self) -> None:
+        metrics = self.state.metrics
+        metrics.connections.inc()
+        writer = asyncio.create_task(self._writer())
+        try:
+            if not await self._authenticate():
+                return
+            await self.state.engine_ready.wait()
+            tr = self.state.translator
+            await self.send(ready(self.state.model_name, tr.languages,
+                                  self.state.keyring.enabled))
+            while True:
+                text = await self._receive()
+                if text is None:
+                    continue
+                try:
+                    frame = parse_client_frame(text)
+                except ProtocolError as exc:
+                    await self.send_error(exc)
+                    continue
+                await self._dispatch(frame)
+        except _Closed:
+            pass
+        finally:
+            self.closing = True
+            for task in list(self.tasks.values()):
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+            metrics.connections.dec()
+
+    async def _authenticate(self) -> bool:
+        keyring = self.state.keyring
+        if not keyring.enabled:
+            return True
+        header_key = bearer(self.ws.headers.get("authorization"))
+        if header_key is not None:
+            if keyring.verify(header_key):
+                return True
+            await self._refuse("invalid API key")
+            return False
+        try:
+            text = await asyncio.wait_for(self._receive(), self.state.settings.auth_timeout_s)
+        except TimeoutError:
+            await self._refuse("authentication timed out")
+            return False
+        try:
+            frame = parse_client_frame(text) if text is not None else None
+        except ProtocolError:
+            frame = None
+        if isinstance(frame, AuthFrame) and keyring.verify(frame.api_key):
+            return True
+        await self._refuse("authenticate first with an auth frame and a valid api_key")
+        return False
+
+    async def _refuse(self, message: str) -> None:
+        await self.send_error(ProtocolError("unauthorized", message))
+        await self.out.put(None)  # flush, then close
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._drained.wait(), 2)
+        with contextlib.suppress(Exception):
+            await self.ws.close(POLICY_VIOLATION)
+
+    async def _receive(self) -> str | None:
+        """The next text frame; None for a rejected frame (already answered)."""
+        msg = await self.ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise _Closed
+        if msg.get("bytes") is not None:
+            await self.send_error(ProtocolError("bad_request", "binary frames are not supported"))
+            return None
+        text: str = msg.get("text") or ""
+        limit = self.state.settings.max_frame_bytes
+        if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
+            await self.send_error(ProtocolError("too_large", f"frame exceeds {limit} bytes"))
+            return None
+        return text
+
+    async def _dispatch(self, frame: Any) -> None:
+        if isinstance(frame, TranslateFrame):
+            await self._start(frame)
+        elif isinstance(frame, CancelFrame):
+            task = self.tasks.get(frame.id)
+            if task is None:
+                await self.send_error(
+                    ProtocolError("bad_request", "no request in flight with this id", frame.id)
+                )
+            else:
+                self.cancel_requested.add(frame.id)
+                task.cancel()
+        elif isinstance(frame, PingFrame):
+            await self.send(pong())
+        elif isinstance(frame, AuthFrame):
+            await self.send_error(ProtocolError("bad_request", "already authenticated"))
+
+    async def _start(self, frame: TranslateFrame) -> None:
+        tr = self.state.translator
+        rid = frame.id or tr.new_id()
+        try:
+            if rid in self.tasks:
+                raise ProtocolError("duplicate_id", "a request with this id is in flight", rid)
+            if len(self.tasks) >= self.state.settings.max_inflight_per_connection:
+                raise ProtocolError("overloaded", "too many requests in flight on this "
+                                    "connection", rid)
+            job = tr.prepare(frame, rid)
+            tr.admit(rid)
+        except ProtocolError as exc:
+            await self.send_error(exc)
+            return
+        self.tasks[rid] = asyncio.create_task(self._run(job))
+
+    async def _run(self, job: Job) -> None:
+        try:
+            async with aclosing(self.state.translator.stream(job)) as frames:
+                async for frame in frames:
+                    await self.send(frame)
+        except asyncio.CancelledError:
+            if job.id in self.cancel_requested and not self.closing:
+                self.state.metrics.requests.labels("cancelled").inc()
+                await self.send_error(ProtocolError("cancelled", "cancelled by client", job.id))
+        except ProtocolError as exc:
+            await self.send_error(exc)
+        except Exception:
+            log.exception("request %s failed", job.id)
+            await self.send_error(ProtocolError("internal", "internal error", job.id))
+        finally:
+            self.cancel_requested.discard(job.id)
+            self.tasks.pop(job.id, None)
+
+    async def send(self, frame: ServerFrame) -> None:
+        if not self.closing:
+            await self.out.put(frame)
+
+    async def send_error(self, exc: ProtocolError) -> None:
+        self.state.metrics.errors.labels(exc.code).inc()
+        if exc.request_id is not None and exc.code not in ("cancelled",):
+            self.state.metrics.requests.labels("error").inc()
+        await self.send(error(exc.code, exc.message, exc.request_id))
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                frame = await self.out.get()
+                if frame is None:
+                    break
+                await self.ws.send_text(encode(frame))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closing = True
+        finally:
+            self._drained.set()
+
+
+async def stream_endpoint(ws: WebSocket) -> None:
+    state: ServerState = ws.app.state.tolk
+    origins = state.settings.allowed_origins
+    origin = ws.headers.get("origin")
+    if origins and origin is not None and origin not in origins and "*" not in origins:
+        await ws.close(POLICY_VIOLATION)
+        return
+    await ws.accept()
+    await Connection(ws, state).serve()

@@ -1,0 +1,106 @@
+"""Shared fixtures. The real vLLM engine is started once per session and shared."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tolk_server.app import create_app
+from tolk_server.config import Settings
+from tolk_server.fake_engine import FakeEngine
+from tolk_server.profiles import Profile
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+TINY_PROFILE = Profile(
+    name="tiny",
+    family="tiny",
+    template="completion",
+    prompt="<2{tgt}>{text}<sep>",
+    languages={"en": "English", "fi": "Finnish"},
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def make_client(fake_engine: FakeEngine) -> Iterator[object]:
+    """Factory: a TestClient over an app with the fake engine and the given settings."""
+    clients: list[TestClient] = []
+
+    def make(engine: FakeEngine | None = None, **settings: object) -> TestClient:
+        app = create_app(Settings(engine="fake", **settings), engine=engine or fake_engine,
+                         profile=TINY_PROFILE)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from support.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def engine_settings() -> Settings:
+    return Settings(
+        enforce_eager=True,
+        kv_cache_gib=1,
+        max_num_seqs=32,
+        max_model_len=1024,
+        dtype="float32",
+    )
+
+
+@pytest.fixture(scope="session")
+async def tiny_engine(tiny_model_dir: Path, engine_settings: Settings) -> AsyncIterator[object]:
+    """One real vLLM engine (vllm-cpu) over the tiny model, for the whole session."""
+    from tolk_server.vllm_engine import VllmEngine
+
+    engine = VllmEngine(engine_settings, str(tiny_model_dir))
+    await engine.start()
+    yield engine
+    await engine.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def tiny_server(tiny_engine: object, engine_settings: Settings) -> AsyncIterator[str]:
+    """A live uvicorn server on loopback over the shared tiny engine; yields its ws:// URL."""
+    import uvicorn
+
+    app = create_app(engine_settings, engine=tiny_engine, profile=TINY_PROFILE)  # type: ignore[arg-type]
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            ws_per_message_deflate=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    assert server.started
+    yield f"ws://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
