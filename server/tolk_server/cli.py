@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_flags(info)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+
+    from tolk_bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
