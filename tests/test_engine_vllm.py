@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from conftest import TINY_PROFILE
 from tolk_server.engine import GenerationParams
 from tolk_server.profiles import render
-
-from conftest import TINY_PROFILE
 
 pytestmark = [pytest.mark.engine]
 

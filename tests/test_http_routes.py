@@ -8,11 +8,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from conftest import TINY_PROFILE
 from tolk_server.app import create_app
 from tolk_server.config import Settings
 from tolk_server.fake_engine import FakeEngine
-
-from conftest import TINY_PROFILE
 
 
 def sse_frames(body: str) -> list[dict[str, Any]]:

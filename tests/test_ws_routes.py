@@ -41,7 +41,7 @@ def test_ready_then_stream(make_client: Any) -> None:
         assert hello["languages"] == ["en", "fi"]
         ws.send_json(translate("r1"))
         frames = drain(ws, {"r1"})["r1"]
-    assert [f["type"] for f in frames][0] == "start"
+    assert frames[0]["type"] == "start"
     tokens = [f for f in frames if f["type"] == "token"]
     done = frames[-1]
     assert done["type"] == "complete"

@@ -9,6 +9,7 @@ from contextlib import aclosing
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
 from tolk.protocol import (
     AuthFrame,
     CancelFrame,
