@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from tolk_server.config import Settings
 from tolk_server.fake_engine import FakeEngine
 from tolk_server.profiles import Profile
 
+from support.live_server import free_port
+
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 TINY_PROFILE = Profile(
@@ -25,12 +26,6 @@ TINY_PROFILE = Profile(
     prompt="<2{tgt}>{text}<sep>",
     languages={"en": "English", "fi": "Finnish"},
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -54,6 +49,21 @@ def make_client(fake_engine: FakeEngine) -> Iterator[object]:
     yield make
     for c in clients:
         c.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[str]:
+    """A live server (real uvicorn, real sockets) over the engine double, in its own thread.
+
+    Yields the base URL, e.g. `http://127.0.0.1:PORT` (WebSocket: `ws://…/v1/stream`).
+    Usable from sync and async tests alike.
+    """
+    from support.live_server import serve_in_thread
+
+    app = create_app(Settings(engine="fake"), engine=FakeEngine(token_delay_s=0.002),
+                     profile=TINY_PROFILE)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
