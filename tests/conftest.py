@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from support.live_server import free_port
 from tolk_server.app import create_app
 from tolk_server.config import Settings
 from tolk_server.fake_engine import FakeEngine
 from tolk_server.profiles import Profile
-
-from support.live_server import free_port
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
