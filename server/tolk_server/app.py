@@ -17,6 +17,7 @@ from .auth import KeyRing
 from .config import Settings
 from .engine import Engine
 from .fake_engine import FakeEngine
+from .glossary import GlossaryStore
 from .http_routes import router
 from .metrics import Metrics
 from .paths import DEMO_DIR
@@ -52,7 +53,8 @@ def create_app(
     owns_engine = engine is None
     engine = engine or build_engine(settings)
     metrics = Metrics()
-    translator = Translator(engine, profile, settings, metrics)
+    translator = Translator(engine, profile, settings, metrics,
+                            glossaries=GlossaryStore(settings.glossary_file))
     state = ServerState(
         settings=settings,
         engine=engine,

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from .config import Settings, is_loopback, load_settings
@@ -158,6 +159,39 @@ def cmd_info(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_glossary(ns: argparse.Namespace) -> int:
+    from .glossary import GlossaryStore
+
+    store = GlossaryStore(Path(ns.file) if ns.file else load_settings().glossary_file)
+    if ns.action == "list":
+        for name, count in store.names().items():
+            print(f"{name}\t{count} terms")
+        return 0
+    if ns.action == "remove":
+        if not store.remove(ns.name):
+            print(f"no glossary named {ns.name!r}", file=sys.stderr)
+            return 1
+        return 0
+    terms: dict[str, str] = {}
+    if ns.tsv:
+        for line in Path(ns.tsv).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                src, _, tgt = line.partition("\t")
+                terms[src.strip()] = tgt.strip()
+    for pair in ns.term or []:
+        src, sep, tgt = pair.partition("=")
+        if not sep or not src.strip() or not tgt.strip():
+            print(f"bad --term {pair!r}: use SOURCE=TARGET", file=sys.stderr)
+            return 2
+        terms[src.strip()] = tgt.strip()
+    if not terms:
+        print("give terms with --term SOURCE=TARGET or --tsv FILE", file=sys.stderr)
+        return 2
+    store.put(ns.name, terms)
+    print(f"{ns.name}: {len(terms)} terms")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tolk", description="tolk translation server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_flags(info)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+
+    gl = sub.add_parser("glossary", help="manage named glossaries stored on the server")
+    gl.add_argument("--file", help="glossary store (default: TOLK_GLOSSARY_FILE or "
+                    "~/.tolk/glossaries.json)")
+    gl_sub = gl.add_subparsers(dest="action", required=True)
+    add = gl_sub.add_parser("add", help="add or replace a glossary")
+    add.add_argument("name")
+    add.add_argument("--term", action="append", help="SOURCE=TARGET (repeatable)")
+    add.add_argument("--tsv", help="a file of SOURCE<TAB>TARGET lines")
+    gl_sub.add_parser("list", help="list glossaries")
+    rm = gl_sub.add_parser("remove", help="remove a glossary")
+    rm.add_argument("name")
+    gl.set_defaults(func=cmd_glossary)
 
     from tolk_bench.cli import add_bench_parser
 

@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     auth_timeout_s: float = Field(10.0, gt=0)
     send_queue_frames: int = Field(4096, ge=16)
 
+    # Streaming features
+    cache_entries: int = Field(4096, ge=0, description="Result cache size (0 turns it off).")
+    session_max: int = Field(256, ge=1, description="Sessions kept per connection or key.")
+    session_turns: int = Field(4, ge=0, description="Earlier turns sent as context.")
+    session_ttl_s: float = Field(1800.0, gt=0)
+    glossary_file: Path = Field(
+        default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
+        / "glossaries.json"
+    )
+
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
     def _split_keys(cls, v: Any) -> Any:

@@ -84,22 +84,24 @@ async def translate(request: Request) -> Response:
             raise ProtocolError("bad_request", f"body is not valid JSON: {exc}") from None
         opts = parse_translate_body(body)
         tr = st.translator
-        job = tr.prepare(opts, opts.id or tr.new_id())
-        tr.admit(job.id)
+        rid = opts.id or tr.new_id()
+        sessions = st.http_sessions(request.headers.get("authorization"))
+        jobs = tr.prepare(opts, rid, sessions=sessions)
+        tr.admit(rid, len(jobs))
     except ProtocolError as exc:
         st.metrics.errors.labels(exc.code).inc()
         return error_response(exc)
 
-    if job.stream:
+    if opts.stream:
 
         async def events() -> AsyncIterator[str]:
             try:
-                async with aclosing(tr.stream(job)) as frames:
+                async with aclosing(tr.stream_many(jobs)) as frames:
                     async for frame in frames:
                         yield _sse(frame)
             except ProtocolError as exc:
                 st.metrics.errors.labels(exc.code).inc()
-                yield _sse(error(exc.code, exc.message, job.id))
+                yield _sse(error(exc.code, exc.message, rid))
 
         return StreamingResponse(
             events(),
@@ -107,15 +109,18 @@ async def translate(request: Request) -> Response:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    final: ServerFrame | None = None
+    finals: list[ServerFrame] = []
     try:
-        async with aclosing(tr.stream(job)) as frames:
+        async with aclosing(tr.stream_many(jobs)) as frames:
             async for frame in frames:
-                final = frame
+                if frame["type"] in ("complete", "error"):
+                    finals.append(frame)
     except ProtocolError as exc:
         st.metrics.errors.labels(exc.code).inc()
         return error_response(exc)
-    return JSONResponse(final)
+    if opts.targets is None:
+        return JSONResponse(finals[0])
+    return JSONResponse({"id": rid, "results": finals})
 
 
 @router.get("/v1/languages")

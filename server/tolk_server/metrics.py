@@ -36,6 +36,18 @@ class Metrics:
             "tolk_active_connections", "Open WebSocket connections.", registry=r
         )
         self.inflight = Gauge("tolk_inflight_requests", "Requests in flight.", registry=r)
+        self.first_chunk = Histogram(
+            "tolk_first_chunk_seconds", "Time to the first streamed chunk, by granularity.",
+            ["granularity"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.chunk_chars = Histogram(
+            "tolk_chunk_chars", "Characters per streamed chunk, by granularity.",
+            ["granularity"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024), registry=r,
+        )
+        self.cache = Counter(
+            "tolk_cache_lookups", "Result cache lookups, by result (hit or miss).", ["result"],
+            registry=r,
+        )
         self.engine_running = Gauge(
             "tolk_engine_running_requests", "Requests the engine holds.", registry=r
         )

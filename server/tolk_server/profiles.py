@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +53,7 @@ class Profile(BaseModel):
     default_model: str | None = None
     supports_context: bool = False
     supports_glossary: bool = False
+    glossary_prefix: str = "Use these translations for the following terms: {terms}.\n"
 
     def language_name(self, code: str) -> str:
         return self.languages[code]
@@ -92,51 +94,81 @@ def resolve_profile(model: str, profile: str | None) -> Profile:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PriorTurn:
+    """An earlier turn of the same session: source text and its translation."""
+
+    source: str
+    translation: str
+    source_lang: str
+    target_lang: str
+
+
 def render(
     profile: Profile,
     text: str,
     source: str,
     target: str,
     chat: ChatTemplater | None = None,
+    *,
+    context: Sequence[PriorTurn] = (),
+    glossary: Mapping[str, str] | None = None,
 ) -> str:
-    """Build the exact prompt string the engine receives."""
-    template, names = profile.prompt, dict(profile.languages)
+    """Build the exact prompt string the engine receives.
+
+    `context` (earlier turns) and `glossary` (term → required translation) are used only
+    when the profile supports them.
+    """
+    context = context if profile.supports_context else ()
+    prefix = ""
+    if glossary and profile.supports_glossary:
+        terms = ", ".join(f'"{s}" → "{t}"' for s, t in glossary.items())
+        prefix = profile.glossary_prefix.replace("{terms}", terms)
+    if profile.template == "completion":
+        history = "".join(
+            _user_text(profile, t.source, t.source_lang, t.target_lang) + t.translation + "\n"
+            for t in context
+        )
+        return history + prefix + _user_text(profile, text, source, target)
+    if chat is None:
+        raise ValueError(f"profile {profile.name!r} needs the tokenizer's chat template")
+    messages: list[dict[str, Any]] = []
+    if profile.system:
+        messages.append({"role": "system", "content": _user_text(profile, profile.system,
+                                                                 source, target, raw=True)})
+    for t in context:
+        messages.append({"role": "user", "content": _user_message(profile, t.source,
+                                                                  t.source_lang, t.target_lang)})
+        messages.append({"role": "assistant", "content": t.translation})
+    user = _user_message(profile, text, source, target)
+    if prefix and isinstance(user, str):
+        user = prefix + user
+    messages.append({"role": "user", "content": user})
+    return chat(messages, profile.chat_template_kwargs)
+
+
+def _user_message(profile: Profile, text: str, source: str, target: str) -> Any:
+    if profile.template == "structured":  # the chat template reads codes from the content
+        return [{"type": "text", "source_lang_code": source, "target_lang_code": target,
+                 "text": text}]
+    return _user_text(profile, text, source, target)
+
+
+def _user_text(profile: Profile, text: str, source: str, target: str, raw: bool = False) -> str:
+    template, names = (text if raw else profile.prompt), dict(profile.languages)
     for variant in profile.variants:
         if source in variant.when or target in variant.when:
-            template = variant.prompt
+            template = template if raw else variant.prompt
             names.update(variant.languages)
             break
     fields = {
-        "text": text,
+        "text": "" if raw else text,
         "src": source,
         "tgt": target,
         "SRC": names.get(source, source),
         "TGT": names.get(target, target),
     }
-    if profile.template == "completion":
-        return _fill(template, fields)
-    if chat is None:
-        raise ValueError(f"profile {profile.name!r} needs the tokenizer's chat template")
-    messages: list[dict[str, Any]] = []
-    if profile.system:
-        messages.append({"role": "system", "content": _fill(profile.system, fields)})
-    if profile.template == "chat":
-        messages.append({"role": "user", "content": _fill(template, fields)})
-    else:  # structured: the chat template reads language codes from the content itself
-        messages.append(
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "text",
-                        "source_lang_code": source,
-                        "target_lang_code": target,
-                        "text": text,
-                    }
-                ],
-            }
-        )
-    return chat(messages, profile.chat_template_kwargs)
+    return _fill(template, fields)
 
 
 def _fill(template: str, fields: Mapping[str, str]) -> str:

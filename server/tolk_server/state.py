@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 
 from .auth import KeyRing
 from .config import Settings
 from .engine import Engine
 from .metrics import Metrics
+from .sessions import SessionStore
 from .translator import Translator
 
 
@@ -22,6 +24,19 @@ class ServerState:
     model_name: str
     engine_ready: asyncio.Event = field(default_factory=asyncio.Event)
     startup_error: BaseException | None = None
+    _http_sessions: dict[str, SessionStore] = field(default_factory=dict)
+
+    def http_sessions(self, authorization: str | None) -> SessionStore:
+        """HTTP has no connection: sessions belong to the API key (bounded in number)."""
+        owner = hashlib.sha256((authorization or "").encode()).hexdigest()
+        store = self._http_sessions.get(owner)
+        if store is None:
+            if len(self._http_sessions) >= 1024:
+                self._http_sessions.pop(next(iter(self._http_sessions)))
+            s = self.settings
+            store = SessionStore(s.session_max, s.session_turns, s.session_ttl_s)
+            self._http_sessions[owner] = store
+        return store
 
     @property
     def ready(self) -> bool:

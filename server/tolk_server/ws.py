@@ -25,6 +25,7 @@ from tolk.protocol import (
 )
 
 from .auth import bearer
+from .sessions import SessionStore
 from .state import ServerState
 from .translator import Job
 
@@ -49,6 +50,8 @@ class Connection:
         )
         self.closing = False
         self._drained = asyncio.Event()
+        s = state.settings
+        self.sessions = SessionStore(s.session_max, s.session_turns, s.session_ttl_s)
 
     async def serve(self) -> None:
         metrics = self.state.metrics
@@ -157,40 +160,51 @@ class Connection:
             if len(self.tasks) >= self.state.settings.max_inflight_per_connection:
                 raise ProtocolError("overloaded", "too many requests in flight on this "
                                     "connection", rid)
-            job = tr.prepare(frame, rid)
-            tr.admit(rid)
+            jobs = tr.prepare(frame, rid, sessions=self.sessions)
+            tr.admit(rid, len(jobs))
         except ProtocolError as exc:
             await self.send_error(exc)
             return
-        self.tasks[rid] = asyncio.create_task(self._run(job))
+        self.tasks[rid] = asyncio.create_task(self._run(rid, jobs))
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, rid: str, jobs: list[Job]) -> None:
+        open_targets = {j.target for j in jobs}
+        multi = jobs[0].tag_target
         try:
-            async with aclosing(self.state.translator.stream(job)) as frames:
+            async with aclosing(self.state.translator.stream_many(jobs)) as frames:
                 async for frame in frames:
+                    if frame["type"] in ("complete", "error"):
+                        open_targets.discard(str(frame.get("target", "")))
                     await self.send(frame)
         except asyncio.CancelledError:
-            if job.id in self.cancel_requested and not self.closing:
-                self.state.metrics.requests.labels("cancelled").inc()
-                await self.send_error(ProtocolError("cancelled", "cancelled by client", job.id))
+            if rid in self.cancel_requested and not self.closing:
+                for target in sorted(open_targets):  # one terminal frame per target
+                    self.state.metrics.requests.labels("cancelled").inc()
+                    await self.send_error(
+                        ProtocolError("cancelled", "cancelled by client", rid),
+                        target if multi else None,
+                    )
         except ProtocolError as exc:
             await self.send_error(exc)
         except Exception:
-            log.exception("request %s failed", job.id)
-            await self.send_error(ProtocolError("internal", "internal error", job.id))
+            log.exception("request %s failed", rid)
+            await self.send_error(ProtocolError("internal", "internal error", rid))
         finally:
-            self.cancel_requested.discard(job.id)
-            self.tasks.pop(job.id, None)
+            self.cancel_requested.discard(rid)
+            self.tasks.pop(rid, None)
 
     async def send(self, frame: ServerFrame) -> None:
         if not self.closing:
             await self.out.put(frame)
 
-    async def send_error(self, exc: ProtocolError) -> None:
+    async def send_error(self, exc: ProtocolError, target: str | None = None) -> None:
         self.state.metrics.errors.labels(exc.code).inc()
         if exc.request_id is not None and exc.code not in ("cancelled",):
             self.state.metrics.requests.labels("error").inc()
-        await self.send(error(exc.code, exc.message, exc.request_id))
+        frame = error(exc.code, exc.message, exc.request_id)
+        if target is not None:
+            frame["target"] = target
+        await self.send(frame)
 
     async def _writer(self) -> None:
         try:

@@ -1,5 +1,6 @@
 """Protocol v1: frame schemas, validation and error codes, with no I/O."""
 
+from .chunking import GRANULARITIES, Chunker, Granularity
 from .errors import ProtocolError
 from .frames import (
     AuthFrame,
@@ -14,18 +15,24 @@ from .frames import (
     parse_translate_body,
     pong,
     ready,
+    segment,
     start,
     token,
 )
+from .reassembly import OrderedJoiner
 from .types import ERROR_CODES, PROTOCOL_VERSION, TERMINAL_TYPES, ErrorCode, ServerFrame
 
 __all__ = [
     "ERROR_CODES",
+    "GRANULARITIES",
     "PROTOCOL_VERSION",
     "TERMINAL_TYPES",
     "AuthFrame",
     "CancelFrame",
+    "Chunker",
     "ErrorCode",
+    "Granularity",
+    "OrderedJoiner",
     "PingFrame",
     "ProtocolError",
     "ServerFrame",
@@ -38,6 +45,7 @@ __all__ = [
     "parse_translate_body",
     "pong",
     "ready",
+    "segment",
     "start",
     "token",
 ]

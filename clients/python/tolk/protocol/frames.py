@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from .chunking import DEFAULT_MAX_DELAY_MS, Granularity
 from .errors import ProtocolError
 from .types import (
     PROTOCOL_VERSION,
@@ -19,6 +20,7 @@ from .types import (
     ErrorFrame,
     PongFrame,
     ReadyFrame,
+    SegmentFrame,
     StartFrame,
     TokenFrame,
 )
@@ -31,15 +33,40 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+Lang = Annotated[str, Field(pattern=LANG_PATTERN, max_length=35)]
+Term = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_TARGETS = 8
+MAX_GLOSSARY_TERMS = 200
+
+
 class TranslateOptions(_Frame):
     """The fields a translation request carries, over WebSocket and over HTTP alike."""
 
     id: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
     text: str
     source: Annotated[str, Field(pattern=LANG_PATTERN + "|^auto$")] | None = None
-    target: Annotated[str, Field(pattern=LANG_PATTERN)]
+    target: Lang | None = None
+    targets: Annotated[list[Lang], Field(min_length=1, max_length=MAX_TARGETS)] | None = None
     stream: bool = True
     max_tokens: Annotated[int, Field(ge=1, le=8192)] | None = None
+    granularity: Granularity = "token"
+    max_delay_ms: Annotated[int, Field(ge=0, le=10_000)] = DEFAULT_MAX_DELAY_MS
+    split: bool = True
+    session: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
+    glossary: Annotated[dict[Term, Term], Field(max_length=MAX_GLOSSARY_TERMS)] | None = None
+    glossary_id: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_target(self) -> TranslateOptions:
+        if (self.target is None) == (self.targets is None):
+            raise ValueError("give exactly one of `target` or `targets`")
+        if self.targets is not None and len(set(self.targets)) != len(self.targets):
+            raise ValueError("`targets` must not repeat a language")
+        return self
+
+    @property
+    def target_list(self) -> list[str]:
+        return list(self.targets) if self.targets is not None else [str(self.target)]
 
 
 class AuthFrame(_Frame):
@@ -137,6 +164,10 @@ def start(rid: str, request_id: str, source: str, target: str) -> StartFrame:
 
 def token(rid: str, text: str, index: int) -> TokenFrame:
     return {"type": "token", "id": rid, "token": text, "index": index}
+
+
+def segment(rid: str, text: str, index: int) -> SegmentFrame:
+    return {"type": "segment", "id": rid, "text": text, "index": index}
 
 
 def complete(

@@ -53,6 +53,24 @@ class TokenFrame(TypedDict):
     id: str
     token: str
     index: int
+    seq: NotRequired[int]  # the source sentence, when a long input was split
+    target: NotRequired[str]  # with `targets`
+
+
+class SegmentFrame(TypedDict):
+    type: Literal["segment"]
+    id: str
+    text: str
+    index: int
+    seq: NotRequired[int]
+    target: NotRequired[str]
+
+
+class TermReport(TypedDict):
+    source: str
+    target: str
+    in_source: bool
+    in_output: bool
 
 
 class CompleteFrame(TypedDict):
@@ -65,6 +83,10 @@ class CompleteFrame(TypedDict):
     first_token_ms: float | None
     latency_ms: float
     finish_reason: str
+    sentences: NotRequired[int]
+    cached: NotRequired[bool]
+    session: NotRequired[str]
+    glossary: NotRequired[list[TermReport]]
 
 
 class ErrorFrame(TypedDict):
@@ -72,11 +94,14 @@ class ErrorFrame(TypedDict):
     id: NotRequired[str]
     code: ErrorCode
     message: str
+    target: NotRequired[str]
 
 
 class PongFrame(TypedDict):
     type: Literal["pong"]
 
 
-ServerFrame = ReadyFrame | StartFrame | TokenFrame | CompleteFrame | ErrorFrame | PongFrame
+ServerFrame = (
+    ReadyFrame | StartFrame | TokenFrame | SegmentFrame | CompleteFrame | ErrorFrame | PongFrame
+)
 TERMINAL_TYPES = frozenset({"complete", "error"})
