@@ -46,6 +46,7 @@ def test_all_client_frames_parse() -> None:
     ("raw", "fragment"),
     [
         ("{not json", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ("[1,2]", "JSON object"),
         ('{"type":"nope"}', "unknown frame type"),
         ('{"text":"x","target":"fi"}', "unknown frame type"),

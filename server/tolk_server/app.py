@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,12 +11,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from .auth import KeyRing
+from .auth import Authenticator
 from .config import Settings
 from .engine import Engine
 from .fake_engine import FakeEngine
 from .glossary import GlossaryStore
 from .http_routes import router
+from .keystore import KeyStore
+from .lifecycle import exit_process, watch_engine
 from .metrics import Metrics
 from .paths import DEMO_DIR
 from .profiles import Profile, resolve_profile
@@ -36,7 +36,7 @@ def model_path(settings: Settings) -> str:
 
 def build_engine(settings: Settings) -> Engine:
     if settings.engine == "fake":
-        return FakeEngine()
+        return FakeEngine(token_delay_s=settings.fake_token_delay_ms / 1000)
     from .vllm_engine import VllmEngine
 
     return VllmEngine(settings, model_path(settings))
@@ -60,17 +60,19 @@ def create_app(
         engine=engine,
         translator=translator,
         metrics=metrics,
-        keyring=KeyRing(settings.api_keys),
+        auth=Authenticator(settings.api_keys, KeyStore(settings.key_file)),
         model_name=profile.name if settings.engine != "fake" else "fake",
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(_start_engine(state))
+        watchdog = asyncio.create_task(watch_engine(state))
         try:
             yield
         finally:
             loader.cancel()
+            watchdog.cancel()
             if owns_engine:
                 await engine.shutdown()
 
@@ -100,8 +102,9 @@ async def _start_engine(state: ServerState) -> None:
         raise
     except BaseException as exc:  # the server is useless without its engine: exit non-zero
         state.startup_error = exc
+        state.fatal_error = f"the engine failed to start: {exc}"
         log.exception("engine failed to start")
-        os.kill(os.getpid(), signal.SIGTERM)
+        exit_process(state)
 
 
 def _mount_static(app: FastAPI) -> None:

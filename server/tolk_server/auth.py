@@ -1,32 +1,55 @@
-"""API-key checks, in constant time."""
+"""Who is calling: API keys from the settings (plaintext, e.g. TOLK_API_KEYS) and from
+the key store (salted hashes). Every check is constant-time."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
+
+from .keystore import KeyLimits, KeyStore
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    limits: KeyLimits
+
+
+ANONYMOUS = Principal("anonymous", KeyLimits())
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
-class KeyRing:
-    def __init__(self, keys: list[str]) -> None:
+class Authenticator:
+    def __init__(self, keys: list[str], store: KeyStore | None = None) -> None:
         self._digests = [_digest(k) for k in keys if k]
+        self.store = store
 
     @property
     def enabled(self) -> bool:
-        return bool(self._digests)
+        return bool(self._digests) or (self.store is not None and self.store.enabled)
 
-    def verify(self, key: str | None) -> bool:
-        """True when `key` is one of the keys; compares against every key, no early exit."""
-        if not self._digests:
-            return True
-        candidate = _digest(key or "")
-        ok = False
-        for d in self._digests:
-            ok |= hmac.compare_digest(candidate, d)
-        return ok and bool(key)
+    def authenticate(self, key: str | None) -> Principal | None:
+        """The caller behind `key`; ANONYMOUS when no keys are configured; None if refused."""
+        if not self.enabled:
+            return ANONYMOUS
+        if not key:
+            return None
+        candidate = _digest(key)
+        match = -1
+        for i, d in enumerate(self._digests):  # compare against every key: no early exit
+            if hmac.compare_digest(candidate, d):
+                match = i
+        if match >= 0:
+            return Principal(f"config-{match}", KeyLimits())
+        if self.store is not None:
+            rec = self.store.verify(key)
+            if rec is not None:
+                return Principal(rec.id, rec.limits)
+        return None
 
 
 def bearer(header: str | None) -> str | None:

@@ -64,11 +64,16 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from .app import create_app
 
     settings = _settings(ns)
-    if not settings.auth_required and not is_loopback(settings.host):
-        if not ns.insecure_no_auth:
+    from .auth import Authenticator
+    from .keystore import KeyStore
+
+    has_keys = Authenticator(settings.api_keys, KeyStore(settings.key_file)).enabled
+    if not has_keys and not is_loopback(settings.host):
+        if not settings.insecure_no_auth:
             print(
-                f"refusing to listen on {settings.host} without API keys: set TOLK_API_KEYS "
-                "or --api-key, bind 127.0.0.1, or pass --insecure-no-auth",
+                f"refusing to listen on {settings.host} without API keys: add one with "
+                "`tolk keys add NAME` (or set TOLK_API_KEYS), bind 127.0.0.1, or pass "
+                "--insecure-no-auth",
                 file=sys.stderr,
             )
             return 2
@@ -78,19 +83,26 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    from .lifecycle import DrainingServer
+
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         ws_max_size=settings.max_frame_bytes,
-        ws_per_message_deflate=False,
-        ws_ping_interval=25.0,
+        ws_per_message_deflate=False,  # compression costs CPU and latency on short frames
+        ws_ping_interval=25.0,  # below the 60-100 s idle timeouts of common proxies
         ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=ns.drain_timeout,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
     )
-    if app.state.tolk.startup_error is not None:
+    DrainingServer(config, app.state.tolk, settings.drain_timeout_s).run()
+    fatal = app.state.tolk.fatal_error
+    if fatal:
+        print(f"tolk: exiting after a fatal error: {fatal}", file=sys.stderr)
         return 1
     return 0
 
@@ -192,6 +204,30 @@ def cmd_glossary(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(ns: argparse.Namespace) -> int:
+    from .keystore import KeyLimits, KeyStore
+
+    store = KeyStore(Path(ns.file) if ns.file else load_settings().key_file)
+    if ns.action == "add":
+        limits = KeyLimits(requests_per_minute=ns.rpm, chars_per_day=ns.chars_per_day,
+                           concurrent_streams=ns.concurrent)
+        rec, secret = store.add(ns.name, limits)
+        print(secret)
+        print(f"key {rec.id} ({rec.name}) added; the secret above is shown once and not "
+              "stored", file=sys.stderr)
+        return 0
+    if ns.action == "revoke":
+        if not store.revoke(ns.key):
+            print(f"no active key {ns.key!r}", file=sys.stderr)
+            return 1
+        return 0
+    for rec in store.records().values():
+        state = "revoked" if rec.revoked else "active"
+        lim = ", ".join(f"{k}={v}" for k, v in rec.limits.model_dump().items() if v is not None)
+        print(f"{rec.id}\t{rec.name}\t{state}\t{lim or 'no limits'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tolk", description="tolk translation server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,8 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--api-key", dest="api_keys", action="append")
     serve.add_argument("--allowed-origin", dest="allowed_origins", action="append")
-    serve.add_argument("--insecure-no-auth", action="store_true")
-    serve.add_argument("--drain-timeout", type=float, default=30.0)
+    serve.add_argument("--insecure-no-auth", action="store_true", default=None,
+                       help="allow a non-loopback host without API keys (logs a warning)")
+    serve.add_argument("--drain-timeout", dest="drain_timeout_s", type=float,
+                       help="seconds in-flight requests get to finish on SIGTERM")
+    serve.add_argument("--ssl-certfile", help="TLS certificate (serves wss:// and https://)")
+    serve.add_argument("--ssl-keyfile", help="TLS private key")
+    serve.add_argument("--max-connections", type=int)
+    serve.add_argument("--max-text-chars", type=int)
+    serve.add_argument("--max-frame-bytes", type=int)
+    serve.add_argument("--fake-token-delay-ms", type=float, help=argparse.SUPPRESS)
     serve.add_argument("--log-level")
     serve.set_defaults(func=cmd_serve)
 
@@ -241,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     rm = gl_sub.add_parser("remove", help="remove a glossary")
     rm.add_argument("name")
     gl.set_defaults(func=cmd_glossary)
+
+    keys = sub.add_parser("keys", help="manage API keys (stored as salted hashes)")
+    keys.add_argument("--file", help="key store (default: TOLK_KEY_FILE or ~/.tolk/keys.json)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    kadd = keys_sub.add_parser("add", help="create a key and print it once")
+    kadd.add_argument("name")
+    kadd.add_argument("--rpm", type=int, help="requests per minute")
+    kadd.add_argument("--chars-per-day", type=int)
+    kadd.add_argument("--concurrent", type=int, help="concurrent streams")
+    keys_sub.add_parser("list", help="list keys (never the secrets)")
+    krev = keys_sub.add_parser("revoke", help="revoke a key by id or name")
+    krev.add_argument("key")
+    keys.set_defaults(func=cmd_keys)
 
     from tolk_bench.cli import add_bench_parser
 

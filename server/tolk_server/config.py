@@ -52,12 +52,23 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
     auth_timeout_s: float = Field(10.0, gt=0)
     send_queue_frames: int = Field(4096, ge=16)
+    max_connections: int = Field(4096, ge=1)
+    max_inflight_per_key: int = Field(256, ge=1)
+    drain_timeout_s: float = Field(30.0, ge=0)
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    insecure_no_auth: bool = False
+    fake_token_delay_ms: float = Field(0.0, ge=0, description="Engine double only.")
 
     # Streaming features
     cache_entries: int = Field(4096, ge=0, description="Result cache size (0 turns it off).")
     session_max: int = Field(256, ge=1, description="Sessions kept per connection or key.")
     session_turns: int = Field(4, ge=0, description="Earlier turns sent as context.")
     session_ttl_s: float = Field(1800.0, gt=0)
+    key_file: Path = Field(
+        default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
+        / "keys.json"
+    )
     glossary_file: Path = Field(
         default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
         / "glossaries.json"
@@ -88,9 +99,6 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
-    @property
-    def auth_required(self) -> bool:
-        return bool(self.api_keys)
 
 
 def is_loopback(host: str) -> bool:

@@ -42,12 +42,13 @@ class GlossaryStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mtime: float | None = None
+        self._mtime: tuple[int, int, int] | None = None
         self._data: dict[str, dict[str, str]] = {}
 
     def _load(self) -> dict[str, dict[str, str]]:
         try:
-            mtime = self.path.stat().st_mtime
+            st = self.path.stat()
+            mtime = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             self._mtime, self._data = None, {}
             return self._data

@@ -45,12 +45,15 @@ def _state(request: Request) -> ServerState:
 
 
 def error_response(exc: ProtocolError) -> JSONResponse:
+    status = HTTP_STATUS[exc.code]
     headers = {"Retry-After": "1"} if exc.code == "overloaded" else None
+    if exc.code == "overloaded" and "limit of this API key" in exc.message:
+        status = 429
     if exc.code == "unauthorized":
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(
         dict(error(exc.code, exc.message, exc.request_id)),
-        status_code=HTTP_STATUS[exc.code],
+        status_code=status,
         headers=headers,
     )
 
@@ -72,12 +75,11 @@ async def translate(request: Request) -> Response:
     """Translate text. `"stream": true` answers with Server-Sent Events carrying v1 frames."""
     st = _state(request)
     try:
-        if st.keyring.enabled and not st.keyring.verify(
-            bearer(request.headers.get("authorization"))
-        ):
+        who = st.auth.authenticate(bearer(request.headers.get("authorization")))
+        if who is None:
             raise ProtocolError("unauthorized", "missing or invalid API key")
         if not st.ready:
-            raise ProtocolError("overloaded", "the engine is not ready yet")
+            raise ProtocolError("overloaded", "the server is not ready (loading or draining)")
         try:
             body: Any = json.loads(await request.body())
         except ValueError as exc:
@@ -88,9 +90,11 @@ async def translate(request: Request) -> Response:
         sessions = st.http_sessions(request.headers.get("authorization"))
         jobs = tr.prepare(opts, rid, sessions=sessions)
         tr.admit(rid, len(jobs))
+        st.admit_key(who, len(opts.text) * len(jobs), rid)
     except ProtocolError as exc:
         st.metrics.errors.labels(exc.code).inc()
         return error_response(exc)
+    key_id = who.key_id
 
     if opts.stream:
 
@@ -102,6 +106,8 @@ async def translate(request: Request) -> Response:
             except ProtocolError as exc:
                 st.metrics.errors.labels(exc.code).inc()
                 yield _sse(error(exc.code, exc.message, rid))
+            finally:
+                st.limiter.release(key_id)
 
         return StreamingResponse(
             events(),
@@ -118,6 +124,8 @@ async def translate(request: Request) -> Response:
     except ProtocolError as exc:
         st.metrics.errors.labels(exc.code).inc()
         return error_response(exc)
+    finally:
+        st.limiter.release(key_id)
     if opts.targets is None:
         return JSONResponse(finals[0])
     return JSONResponse({"id": rid, "results": finals})

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .auth import KeyRing
+from .auth import Authenticator, Principal
 from .config import Settings
 from .engine import Engine
+from .limits import KeyLimiter
 from .metrics import Metrics
 from .sessions import SessionStore
 from .translator import Translator
@@ -20,11 +23,25 @@ class ServerState:
     engine: Engine
     translator: Translator
     metrics: Metrics
-    keyring: KeyRing
+    auth: Authenticator
     model_name: str
     engine_ready: asyncio.Event = field(default_factory=asyncio.Event)
     startup_error: BaseException | None = None
+    fatal_error: str | None = None
+    draining: bool = False
+    connections: set[Any] = field(default_factory=set)
+    limiter: KeyLimiter = field(default_factory=KeyLimiter)
+    request_exit: Callable[[], None] | None = None
     _http_sessions: dict[str, SessionStore] = field(default_factory=dict)
+
+    def admit_key(self, who: Principal, chars: int, rid: str) -> None:
+        """Count a request against its API key's limits (raises `overloaded`)."""
+        limits = who.limits
+        if limits.concurrent_streams is None:
+            limits = limits.model_copy(
+                update={"concurrent_streams": self.settings.max_inflight_per_key}
+            )
+        self.limiter.acquire(who.key_id, limits, chars, rid)
 
     def http_sessions(self, authorization: str | None) -> SessionStore:
         """HTTP has no connection: sessions belong to the API key (bounded in number)."""
@@ -40,4 +57,4 @@ class ServerState:
 
     @property
     def ready(self) -> bool:
-        return self.engine_ready.is_set() and self.engine.ready
+        return self.engine_ready.is_set() and self.engine.ready and not self.draining

@@ -24,13 +24,15 @@ from tolk.protocol import (
     ready,
 )
 
-from .auth import bearer
+from .auth import Principal, bearer
 from .sessions import SessionStore
 from .state import ServerState
 from .translator import Job
 
 log = logging.getLogger("tolk.ws")
 POLICY_VIOLATION = 1008
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
 
 
 class _Closed(Exception):
@@ -43,6 +45,7 @@ class Connection:
     def __init__(self, ws: WebSocket, state: ServerState) -> None:
         self.ws = ws
         self.state = state
+        self.principal: Principal | None = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.cancel_requested: set[str] = set()
         self.out: asyncio.Queue[ServerFrame | None] = asyncio.Queue(
@@ -56,14 +59,15 @@ class Connection:
     async def serve(self) -> None:
         metrics = self.state.metrics
         metrics.connections.inc()
+        self.state.connections.add(self)
         writer = asyncio.create_task(self._writer())
         try:
-            if not await self._authenticate():
+            self.principal = await self._authenticate()
+            if self.principal is None:
                 return
             await self.state.engine_ready.wait()
             tr = self.state.translator
-            await self.send(ready(self.state.model_name, tr.languages,
-                                  self.state.keyring.enabled))
+            await self.send(ready(self.state.model_name, tr.languages, self.state.auth.enabled))
             while True:
                 text = await self._receive()
                 if text is None:
@@ -85,39 +89,50 @@ class Connection:
             writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
+            self.state.connections.discard(self)
             metrics.connections.dec()
 
-    async def _authenticate(self) -> bool:
-        keyring = self.state.keyring
-        if not keyring.enabled:
-            return True
+    async def _authenticate(self) -> Principal | None:
+        auth = self.state.auth
+        if not auth.enabled:
+            return auth.authenticate(None)
         header_key = bearer(self.ws.headers.get("authorization"))
         if header_key is not None:
-            if keyring.verify(header_key):
-                return True
-            await self._refuse("invalid API key")
-            return False
+            who = auth.authenticate(header_key)
+            if who is None:
+                await self.close_with_error("unauthorized", "invalid API key", POLICY_VIOLATION)
+            return who
         try:
             text = await asyncio.wait_for(self._receive(), self.state.settings.auth_timeout_s)
         except TimeoutError:
-            await self._refuse("authentication timed out")
-            return False
+            await self.close_with_error("unauthorized", "authentication timed out",
+                                        POLICY_VIOLATION)
+            return None
         try:
             frame = parse_client_frame(text) if text is not None else None
         except ProtocolError:
             frame = None
-        if isinstance(frame, AuthFrame) and keyring.verify(frame.api_key):
-            return True
-        await self._refuse("authenticate first with an auth frame and a valid api_key")
-        return False
+        who = auth.authenticate(frame.api_key) if isinstance(frame, AuthFrame) else None
+        if who is None:
+            await self.close_with_error(
+                "unauthorized", "authenticate first with an auth frame and a valid api_key",
+                POLICY_VIOLATION,
+            )
+        return who
 
-    async def _refuse(self, message: str) -> None:
-        await self.send_error(ProtocolError("unauthorized", message))
-        await self.out.put(None)  # flush, then close
+    async def close_with_error(self, code: Any, message: str, close_code: int) -> None:
+        await self.send_error(ProtocolError(code, message))
+        await self.close(close_code)
+
+    async def close(self, close_code: int) -> None:
+        """Flush queued frames, then close the socket."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.out.put_nowait(None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drained.wait(), 2)
+        self.closing = True
         with contextlib.suppress(Exception):
-            await self.ws.close(POLICY_VIOLATION)
+            await self.ws.close(close_code)
 
     async def _receive(self) -> str | None:
         """The next text frame; None for a rejected frame (already answered)."""
@@ -152,16 +167,21 @@ class Connection:
             await self.send_error(ProtocolError("bad_request", "already authenticated"))
 
     async def _start(self, frame: TranslateFrame) -> None:
-        tr = self.state.translator
+        st = self.state
+        tr = st.translator
         rid = frame.id or tr.new_id()
+        assert self.principal is not None
         try:
+            if st.draining:
+                raise ProtocolError("overloaded", "the server is shutting down", rid)
             if rid in self.tasks:
                 raise ProtocolError("duplicate_id", "a request with this id is in flight", rid)
-            if len(self.tasks) >= self.state.settings.max_inflight_per_connection:
+            if len(self.tasks) >= st.settings.max_inflight_per_connection:
                 raise ProtocolError("overloaded", "too many requests in flight on this "
                                     "connection", rid)
             jobs = tr.prepare(frame, rid, sessions=self.sessions)
             tr.admit(rid, len(jobs))
+            st.admit_key(self.principal, len(frame.text) * len(jobs), rid)
         except ProtocolError as exc:
             await self.send_error(exc)
             return
@@ -190,6 +210,8 @@ class Connection:
             log.exception("request %s failed", rid)
             await self.send_error(ProtocolError("internal", "internal error", rid))
         finally:
+            assert self.principal is not None
+            self.state.limiter.release(self.principal.key_id)
             self.cancel_requested.discard(rid)
             self.tasks.pop(rid, None)
 
@@ -225,6 +247,12 @@ async def stream_endpoint(ws: WebSocket) -> None:
     origin = ws.headers.get("origin")
     if origins and origin is not None and origin not in origins and "*" not in origins:
         await ws.close(POLICY_VIOLATION)
+        return
+    if state.draining:
+        await ws.close(SERVICE_RESTART)
+        return
+    if len(state.connections) >= state.settings.max_connections:
+        await ws.close(TRY_AGAIN_LATER)
         return
     await ws.accept()
     await Connection(ws, state).serve()

@@ -22,6 +22,7 @@ def free_port() -> int:
 def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
     """Serve `app` on 127.0.0.1; yields the base URL `http://127.0.0.1:PORT`."""
     port = free_port()
+    config.setdefault("ws_max_size", 64 * 1024)
     cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                          ws_per_message_deflate=False, **config)
     server = uvicorn.Server(cfg)

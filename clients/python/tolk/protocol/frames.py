@@ -114,6 +114,8 @@ def parse_client_frame(data: str | bytes) -> AuthFrame | TranslateFrame | Cancel
         obj: Any = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("bad_request", f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("bad_request", "frame is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_request", "frame must be a JSON object")
     raw_id = obj.get("id")
