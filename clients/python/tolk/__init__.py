@@ -1,19 +1,121 @@
 """tolk: the Python SDK for the tolk translation server.
 
-Importing `tolk` is cheap: the clients load on first use.
+    import tolk
+    with tolk.Client() as client:            # TOLK_URL, TOLK_API_KEY from the environment
+        for token in client.translate_stream(text="Good morning!", target="fi"):
+            print(token, end="", flush=True)
+
+Importing `tolk` is cheap: the clients (and `websockets`, `pydantic`) load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from ._async_client import AsyncClient
+    from ._client import Client
+    from ._config import USE_CLIENT_DEFAULT, Limits, Reconnect, Timeout
+    from ._exceptions import (
+        AuthenticationError,
+        BadRequestError,
+        ConnectionError,
+        DuplicateRequestIdError,
+        EngineError,
+        InternalServerError,
+        OverloadedError,
+        RequestCancelled,
+        RequestTimeout,
+        RequestTooLargeError,
+        TolkConnectionError,
+        TolkError,
+        TranslationError,
+        UnsupportedLanguageError,
+    )
+    from ._mock import MockServer, MockServerConnection, MockTransport
+    from ._models import TranslationEventHandler, TranslationResult
+    from ._stream import AsyncTranslationStream, TranslationStream
+    from ._transport import Transport, WebSocketTransport, WireConnection
 
-__all__ = ["__version__"]
+_LAZY: dict[str, str] = {
+    "AsyncClient": "_async_client",
+    "Client": "_client",
+    "USE_CLIENT_DEFAULT": "_config",
+    "Limits": "_config",
+    "Reconnect": "_config",
+    "Timeout": "_config",
+    "AuthenticationError": "_exceptions",
+    "BadRequestError": "_exceptions",
+    "ConnectionError": "_exceptions",
+    "DuplicateRequestIdError": "_exceptions",
+    "EngineError": "_exceptions",
+    "InternalServerError": "_exceptions",
+    "OverloadedError": "_exceptions",
+    "RequestCancelled": "_exceptions",
+    "RequestTimeout": "_exceptions",
+    "RequestTooLargeError": "_exceptions",
+    "TolkConnectionError": "_exceptions",
+    "TolkError": "_exceptions",
+    "TranslationError": "_exceptions",
+    "UnsupportedLanguageError": "_exceptions",
+    "MockServer": "_mock",
+    "MockServerConnection": "_mock",
+    "MockTransport": "_mock",
+    "TranslationEventHandler": "_models",
+    "TranslationResult": "_models",
+    "AsyncTranslationStream": "_stream",
+    "TranslationStream": "_stream",
+    "Transport": "_transport",
+    "WebSocketTransport": "_transport",
+    "WireConnection": "_transport",
+}
+
+__all__ = [
+    "USE_CLIENT_DEFAULT",
+    "AsyncClient",
+    "AsyncTranslationStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ConnectionError",
+    "DuplicateRequestIdError",
+    "EngineError",
+    "InternalServerError",
+    "Limits",
+    "MockServer",
+    "MockServerConnection",
+    "MockTransport",
+    "OverloadedError",
+    "Reconnect",
+    "RequestCancelled",
+    "RequestTimeout",
+    "RequestTooLargeError",
+    "Timeout",
+    "TolkConnectionError",
+    "TolkError",
+    "TranslationError",
+    "TranslationEventHandler",
+    "TranslationResult",
+    "TranslationStream",
+    "Transport",
+    "UnsupportedLanguageError",
+    "WebSocketTransport",
+    "WireConnection",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'tolk' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tolk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
