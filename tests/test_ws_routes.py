@@ -52,7 +52,7 @@ def test_ready_then_stream(make_client: Any) -> None:
 
 
 def test_fifty_concurrent_ids_on_one_socket(make_client: Any) -> None:
-    client = make_client(engine=FakeEngine(token_delay_s=0.001))
+    client = make_client(engine=FakeEngine(token_delay_s=0.01))
     ids = {f"r{i}" for i in range(50)}
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -109,6 +109,25 @@ def test_cancel_stops_generation(make_client: Any) -> None:
     assert engine.aborted and engine.aborted[-1]
 
 
+def test_cancel_right_behind_translate_still_ends_the_request(make_client: Any) -> None:
+    engine = FakeEngine(token_delay_s=0.01)
+    client = make_client(engine=engine)
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.receive_json()
+        for _ in range(20):  # back to back: the cancel may arrive before the task ever runs
+            ws.send_json(translate("r0", "word " * 50))
+            ws.send_json({"type": "cancel", "id": "r0"})
+            frames = drain(ws, {"r0"})["r0"]
+            assert frames[-1]["type"] in ("error", "complete")
+            if frames[-1]["type"] == "error":
+                assert frames[-1]["code"] == "cancelled"
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}
+        ws.send_json(translate("r0"))  # the id is free again
+        assert drain(ws, {"r0"})["r0"][-1]["type"] == "complete"
+    assert engine.running() == 0
+
+
 def test_disconnect_aborts_engine_requests(make_client: Any) -> None:
     engine = FakeEngine(token_delay_s=0.02)
     client = make_client(engine=engine)
@@ -137,7 +156,7 @@ def test_bad_frames_get_errors_and_the_connection_survives(make_client: Any) -> 
         ws.send_json({"type": "cancel", "id": "ghost"})
         err = ws.receive_json()
         assert err == {"type": "error", "id": "ghost", "code": "bad_request",
-                       "message": "no request in flight with this id"}
+                       "message": "no request in flight with this id", "about": "cancel"}
         ws.send_json(translate("e1", "   "))
         assert ws.receive_json()["code"] == "bad_request"
         ws.send_json(translate("e2", "x" * 101))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import (
     CollectorRegistry,
+    ProcessCollector,
     Counter,
     Gauge,
     Histogram,
@@ -17,6 +18,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu seconds, fds
         self.first_token = Histogram(
             "tolk_first_token_seconds", "Time from request to first output token.",
             buckets=LATENCY_BUCKETS, registry=r,

@@ -154,10 +154,11 @@ class Connection:
             await self._start(frame)
         elif isinstance(frame, CancelFrame):
             task = self.tasks.get(frame.id)
-            if task is None:
-                await self.send_error(
-                    ProtocolError("bad_request", "no request in flight with this id", frame.id)
-                )
+            if task is None:  # not a request's terminal frame: it answers the cancel frame
+                frame_ = error("bad_request", "no request in flight with this id", frame.id)
+                frame_["about"] = "cancel"
+                self.state.metrics.errors.labels("bad_request").inc()
+                await self.send(frame_)
             else:
                 self.cancel_requested.add(frame.id)
                 task.cancel()
@@ -185,7 +186,28 @@ class Connection:
         except ProtocolError as exc:
             await self.send_error(exc)
             return
-        self.tasks[rid] = asyncio.create_task(self._run(rid, jobs))
+        task = asyncio.create_task(self._run(rid, jobs))
+        self.tasks[rid] = task
+        task.add_done_callback(lambda t: self._never_ran(rid, jobs, t))
+
+    def _never_ran(self, rid: str, jobs: list[Job], task: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step skips `_run` entirely: clean up here."""
+        if self.tasks.get(rid) is not task:
+            return
+        self.tasks.pop(rid, None)
+        assert self.principal is not None
+        self.state.limiter.release(self.principal.key_id)
+        if rid in self.cancel_requested and not self.closing:
+            multi = jobs[0].tag_target
+            for job in jobs:
+                self.state.metrics.requests.labels("cancelled").inc()
+                frame = error("cancelled", "cancelled by client", rid)
+                if multi:
+                    frame["target"] = job.target
+                self.state.metrics.errors.labels("cancelled").inc()
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.out.put_nowait(frame)
+        self.cancel_requested.discard(rid)
 
     async def _run(self, rid: str, jobs: list[Job]) -> None:
         open_targets = {j.target for j in jobs}
@@ -213,7 +235,8 @@ class Connection:
             assert self.principal is not None
             self.state.limiter.release(self.principal.key_id)
             self.cancel_requested.discard(rid)
-            self.tasks.pop(rid, None)
+            if self.tasks.get(rid) is asyncio.current_task():
+                self.tasks.pop(rid, None)
 
     async def send(self, frame: ServerFrame) -> None:
         if not self.closing:

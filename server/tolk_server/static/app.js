@@ -84,6 +84,8 @@ async function showLanguages(ready) {
 client.on('ready', (ready) => {
   setStatus('open', `Connected · model ${ready.model} · ${ready.languages.join(', ')}`);
   showLanguages(ready);
+  // Back after a drop: redo a live translation that the drop cut off.
+  if (live.output.dataset.state === 'error' && live.input.value.trim()) scheduleLive(0);
 });
 client.on('disconnect', () => setStatus('reconnecting', 'Connection lost — reconnecting…'));
 client.on('reconnecting', ({ delayMs }) => {

@@ -308,8 +308,14 @@ export class TolkClient {
       this._retryTimer = null;
     }
     if (!this._dial) {
-      this._dial = this._open().finally(() => {
+      this._dial = this._open().then((ready) => {
         this._dial = null;
+        this._emit('ready', ready);
+        return ready;
+      }, (err) => {
+        this._dial = null;
+        this._connectFailed(err);
+        throw err;
       });
       this._dial.catch(() => {});
     }
@@ -323,7 +329,6 @@ export class TolkClient {
         ws = new this._WebSocket(this.url);
       } catch (err) {
         reject(new TolkConnectionError('connect_failed', `cannot connect to ${this.url}: ${err?.message ?? err}`, { cause: err }));
-        this._connectFailed(err);
         return;
       }
       this._ws = ws;
@@ -339,7 +344,6 @@ export class TolkClient {
         clearTimeout(timer);
         if (this._ws === ws) this._ws = null;
         reject(err);
-        this._connectFailed(err);
       };
       ws.onopen = () => {
         if (this.apiKey !== undefined && this.apiKey !== null && this.apiKey !== '') {
@@ -373,7 +377,6 @@ export class TolkClient {
             this._attempt = 0;
             this._everConnected = true;
             resolve(frame);
-            this._emit('ready', frame);
           } else if (frame.type === 'error') {
             const code = frame.code === 'unauthorized' ? 'unauthorized' : 'connect_failed';
             fail(new TolkError(code, frame.message ?? 'connection refused', { frame }));

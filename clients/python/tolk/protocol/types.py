@@ -95,6 +95,7 @@ class ErrorFrame(TypedDict):
     code: ErrorCode
     message: str
     target: NotRequired[str]
+    about: NotRequired[str]  # "cancel": answers a cancel frame; not a request's terminal frame
 
 
 class PongFrame(TypedDict):

@@ -1,0 +1,229 @@
+// Types for @tolk/client — the tolk translation server client, protocol v1 (`/v1/stream`).
+
+export declare const PROTOCOL_VERSION: 1;
+
+/** Error codes the server sends, plus the client's own. */
+export type ServerErrorCode =
+  | 'bad_request'
+  | 'unauthorized'
+  | 'unsupported_language'
+  | 'too_large'
+  | 'duplicate_id'
+  | 'cancelled'
+  | 'overloaded'
+  | 'engine_error'
+  | 'internal';
+
+/** `connect_failed`: no connection could be opened; `connection_lost`: it dropped while the
+ * request was in flight; `closed`: `client.close()` was called; `timeout`: `timeoutMs` ran out. */
+export type ClientErrorCode = 'connect_failed' | 'connection_lost' | 'closed' | 'timeout';
+
+export type ErrorCode = ServerErrorCode | ClientErrorCode | (string & {});
+
+export interface ReadyFrame {
+  type: 'ready';
+  protocol: number;
+  model: string;
+  languages: string[];
+  auth: boolean;
+  [extra: string]: unknown;
+}
+
+export interface StartFrame {
+  type: 'start';
+  id: string;
+  request_id: string;
+  source: string;
+  target: string;
+  [extra: string]: unknown;
+}
+
+export interface TokenFrame {
+  type: 'token';
+  id: string;
+  token: string;
+  index: number;
+  [extra: string]: unknown;
+}
+
+export interface SegmentFrame {
+  type: 'segment';
+  id: string;
+  text: string;
+  index: number;
+  [extra: string]: unknown;
+}
+
+export interface CompleteFrame {
+  type: 'complete';
+  id: string;
+  translation: string;
+  source: string;
+  target: string;
+  tokens: number;
+  first_token_ms: number | null;
+  latency_ms: number;
+  finish_reason: string;
+  [extra: string]: unknown;
+}
+
+export interface ErrorFrame {
+  type: 'error';
+  id?: string;
+  code: ServerErrorCode | (string & {});
+  message: string;
+  [extra: string]: unknown;
+}
+
+export interface PongFrame {
+  type: 'pong';
+}
+
+export type ServerFrame =
+  | ReadyFrame
+  | StartFrame
+  | TokenFrame
+  | SegmentFrame
+  | CompleteFrame
+  | ErrorFrame
+  | PongFrame;
+
+/** Any error the client reports. */
+export declare class TolkError extends Error {
+  constructor(code: ErrorCode, message: string, extra?: { id?: string; frame?: ServerFrame; cause?: unknown });
+  readonly code: ErrorCode;
+  /** The request id, when the error concerns one request. */
+  readonly id: string | undefined;
+  /** The server's error frame, when there was one. */
+  readonly frame: ServerFrame | undefined;
+}
+
+/** No connection could be opened (`connect_failed`), or it dropped (`connection_lost`), or the
+ * client was closed (`closed`). */
+export declare class TolkConnectionError extends TolkError {}
+
+/** A cancelled request: `name === 'AbortError'`, `code === 'cancelled'`. */
+export declare class TolkAbortError extends TolkError {
+  constructor(message?: string, extra?: { id?: string; frame?: ServerFrame; cause?: unknown });
+  readonly name: 'AbortError';
+}
+
+/** True for the error a cancelled request throws. */
+export declare function isAbortError(err: unknown): boolean;
+
+/** `http(s)://host` or `ws(s)://host` (with or without `/v1/stream`) → the stream URL. */
+export declare function streamUrl(url: string | URL): string;
+
+export interface TranslateOptions {
+  text: string;
+  /** The target language code (one of `ready.languages`). */
+  target?: string;
+  /** The source language code; omitted or `'auto'`: detected by the server. */
+  source?: string;
+  /** The request id on this connection (default: generated). */
+  id?: string;
+  /** Stream token frames (default true for `translate`, false for `translateText`). */
+  stream?: boolean;
+  max_tokens?: number;
+  /** Alias of `max_tokens`. */
+  maxTokens?: number;
+  /** Aborting cancels the request on the server; the iterator throws a `TolkAbortError`. */
+  signal?: AbortSignal;
+  /** Cancel and fail with code `timeout` after this many milliseconds. */
+  timeoutMs?: number;
+  /** Any other protocol field is sent as it is. */
+  [field: string]: unknown;
+}
+
+/** A translation in progress: iterate it for the tokens, or await `result`. */
+export declare class TranslationStream implements AsyncIterableIterator<string> {
+  readonly id: string;
+  /** The `complete` frame; rejects with a `TolkError` (a `TolkAbortError` when cancelled). */
+  readonly result: Promise<CompleteFrame>;
+  /** The `start` frame, once the server accepted the request. */
+  readonly started: StartFrame | null;
+  /** The `complete` frame, once done. */
+  readonly completed: CompleteFrame | null;
+  /** The text streamed so far. */
+  readonly text: string;
+  /** True once the request has ended (complete, failed or cancelled). */
+  readonly done: boolean;
+  /** Cancel the request (sends `cancel`). */
+  cancel(reason?: unknown): void;
+  next(): Promise<IteratorResult<string, undefined>>;
+  /** Called by `break` in `for await`: cancels the request if it still runs. */
+  return(): Promise<IteratorResult<string, undefined>>;
+  [Symbol.asyncIterator](): TranslationStream;
+}
+
+export interface ReconnectOptions {
+  /** First delay before reconnecting (ms, default 250). */
+  initialDelayMs?: number;
+  /** Longest delay (ms, default 10000). */
+  maxDelayMs?: number;
+  /** Growth per failed attempt (default 2); each delay gets ±50% jitter. */
+  factor?: number;
+}
+
+/** The minimal WebSocket surface the client uses (browsers' WebSocket, the `ws` package). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: any) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: any) => void) | null;
+  onmessage: ((ev: { data: any }) => void) | null;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface TolkClientOptions {
+  /** `ws(s)://host:port[/v1/stream]` or `http(s)://host:port`; in a browser the default is the
+   * page's own origin, elsewhere `ws://127.0.0.1:8000/v1/stream`. */
+  url?: string | URL;
+  /** Sent in an `auth` frame when the connection opens. */
+  apiKey?: string;
+  /** A WebSocket constructor; default `globalThis.WebSocket` (Node 20: pass `ws`). */
+  WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
+  /** How long one connection attempt may take, up to the `ready` frame (default 15000 ms). */
+  connectTimeoutMs?: number;
+  /** `false`: do not reconnect in the background after a drop. Default: on. */
+  reconnect?: boolean | ReconnectOptions;
+}
+
+export interface ClientEvents {
+  ready: ReadyFrame;
+  disconnect: { code: number; reason: string };
+  reconnecting: { attempt: number; delayMs: number };
+  frame: ServerFrame;
+  error: TolkError;
+}
+
+export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export declare class TolkClient {
+  constructor(options?: TolkClientOptions);
+  readonly url: string;
+  apiKey: string | undefined;
+  connectTimeoutMs: number;
+  /** The last `ready` frame (null before the first connection). */
+  readonly info: ReadyFrame | null;
+  readonly state: ClientState;
+  /** The served languages, from the `ready` frame ([] before connecting). */
+  readonly languages: string[];
+  /** Listen to an event; returns a function that removes the listener. */
+  on<K extends keyof ClientEvents>(type: K, listener: (value: ClientEvents[K]) => void): () => void;
+  /** Open the connection if needed; resolves with the `ready` frame. */
+  connect(): Promise<ReadyFrame>;
+  /** Start a (streaming) translation. */
+  translate(opts: TranslateOptions): TranslationStream;
+  /** Translate without streaming; resolves with the `complete` frame. */
+  translateText(opts: TranslateOptions): Promise<CompleteFrame>;
+  /** Round-trip a ping; resolves with the time in milliseconds. */
+  ping(): Promise<number>;
+  /** Close for good; requests in flight fail with code `closed`. */
+  close(): void;
+}
+
+export default TolkClient;

@@ -1,0 +1,603 @@
+// tolk — JavaScript client for the tolk translation server, protocol v1 (`/v1/stream`).
+//
+// One ES module, no dependencies, no build step. It runs unchanged in browsers (global
+// WebSocket) and in Node 20+ (pass a WebSocket implementation, e.g. the `ws` package):
+//
+//   import { TolkClient } from '@tolk/client';
+//   import WebSocket from 'ws';                      // Node 20 only; browsers have one
+//   const client = new TolkClient({ url: 'ws://127.0.0.1:8000/v1/stream', WebSocket });
+//   for await (const token of client.translate({ text: 'Hyvää huomenta!', target: 'en' })) {
+//     process.stdout.write(token);
+//   }
+//   const done = await client.translateText({ text: 'Good morning!', target: 'fi' });
+//   client.close();
+//
+// Many requests share one socket, keyed by `id`. A dropped socket fails the requests in
+// flight with a `TolkConnectionError`; the client reconnects in the background (exponential
+// backoff with jitter) and the next request uses the new connection.
+//
+// NOTE: server/tolk_server/static/tolk-client.js is an exact copy of this file (the browser
+// page imports it); tests/test_static_sync.py checks that they stay identical.
+
+export const PROTOCOL_VERSION = 1;
+
+const OPEN = 1; // WebSocket.OPEN
+const NORMAL_CLOSURE = 1000;
+const POLICY_VIOLATION = 1008;
+
+/** Any error the client reports. `code` is a protocol error code or a client-side one. */
+export class TolkError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {{ id?: string, frame?: object, cause?: unknown }} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
+    this.name = 'TolkError';
+    this.code = code;
+    this.id = extra.id;
+    this.frame = extra.frame;
+  }
+}
+
+/** The connection could not be opened, or dropped while the request was in flight. */
+export class TolkConnectionError extends TolkError {
+  constructor(code, message, extra = {}) {
+    super(code, message, extra);
+    this.name = 'TolkConnectionError';
+  }
+}
+
+/** The request was cancelled by the caller (AbortSignal, `cancel()`, or leaving `for await`). */
+export class TolkAbortError extends TolkError {
+  constructor(message = 'the request was cancelled', extra = {}) {
+    super('cancelled', message, extra);
+    this.name = 'AbortError';
+  }
+}
+
+/** True for the error a cancelled request throws (ours, or a DOMException AbortError). */
+export function isAbortError(err) {
+  return !!err && typeof err === 'object' && err.name === 'AbortError';
+}
+
+/**
+ * Turn `http://host:port`, `ws://host:port`, or a full `…/v1/stream` URL into the stream URL.
+ * @param {string | URL} url
+ */
+export function streamUrl(url) {
+  const u = new URL(String(url));
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
+    throw new TypeError(`unsupported URL scheme ${u.protocol} (use ws:, wss:, http: or https:)`);
+  }
+  if (u.pathname === '' || u.pathname === '/') u.pathname = '/v1/stream';
+  return u.toString();
+}
+
+function defaultUrl() {
+  const loc = globalThis.location;
+  if (loc && typeof loc.host === 'string' && loc.host) {
+    return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/v1/stream`;
+  }
+  return 'ws://127.0.0.1:8000/v1/stream';
+}
+
+function unrefTimer(t) {
+  if (t && typeof t === 'object' && typeof t.unref === 'function') t.unref();
+  return t;
+}
+
+let clientSeq = 0;
+
+/**
+ * A translation in progress. Iterate it for the tokens (`for await`), or await `result` for
+ * the `complete` frame. Leaving the loop early cancels the request on the server.
+ */
+export class TranslationStream {
+  /** @internal */
+  constructor(client, id, signal) {
+    this.id = id;
+    /** The `start` frame once the server has accepted the request. */
+    this.started = null;
+    /** The `complete` frame once done. */
+    this.completed = null;
+    this._client = client;
+    this._signal = signal;
+    this._tokens = [];
+    this._text = '';
+    this._waiter = null;
+    this._error = null;
+    this._errorThrown = false;
+    this._terminal = false; // the server sent complete/error, or the request failed locally
+    this._sent = false; // the translate frame went out on the current connection
+    this._cancelPending = false; // cancelled before the server's `start`: cancel on `start`
+    this._conn = null;
+    this._onAbort = null;
+    this._timer = null;
+    this.result = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    this.result.catch(() => {}); // the iterator reports failures too: never unhandled
+  }
+
+  /** The text streamed so far. */
+  get text() {
+    return this._text;
+  }
+
+  /** True once the request has ended (complete, error, or cancelled). */
+  get done() {
+    return this._terminal;
+  }
+
+  /** Cancel the request. The iterator and `result` reject with a `TolkAbortError`. */
+  cancel(reason) {
+    this._client._cancel(this, new TolkAbortError('the request was cancelled', {
+      id: this.id, cause: reason,
+    }));
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  /** @returns {Promise<IteratorResult<string, undefined>>} */
+  next() {
+    if (this._tokens.length) return Promise.resolve({ value: this._tokens.shift(), done: false });
+    if (this._error && !this._errorThrown) {
+      this._errorThrown = true;
+      return Promise.reject(this._error);
+    }
+    if (this._terminal) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => {
+      this._waiter = { resolve, reject };
+    }).then(() => this.next());
+  }
+
+  /** Leaving a `for await` loop early: cancel the request if it is still running. */
+  return() {
+    if (!this._terminal) {
+      this._client._cancel(this, new TolkAbortError('the consumer stopped reading', {
+        id: this.id,
+      }));
+    }
+    this._errorThrown = true; // the loop is over: nothing more to report
+    this._tokens.length = 0;
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  /** @internal */
+  _wake() {
+    const w = this._waiter;
+    this._waiter = null;
+    if (w) w.resolve();
+  }
+
+  /** @internal */
+  _push(token) {
+    this._text += token;
+    this._tokens.push(token);
+    this._wake();
+  }
+
+  /** @internal */
+  _finish(frame) {
+    if (this._terminal) return;
+    this._terminal = true;
+    this.completed = frame;
+    this._detach();
+    this._resolve(frame);
+    this._wake();
+  }
+
+  /** @internal */
+  _fail(err) {
+    if (this._terminal) return; // already complete, failed or cancelled
+    this._terminal = true;
+    this._error = err;
+    this._tokens.length = 0;
+    this._detach();
+    this._reject(err);
+    this._wake();
+  }
+
+  /** @internal */
+  _detach() {
+    if (this._signal && this._onAbort) this._signal.removeEventListener('abort', this._onAbort);
+    this._onAbort = null;
+    if (this._timer) clearTimeout(this._timer);
+    this._timer = null;
+  }
+}
+
+/**
+ * A client for one tolk server. Connects lazily (on the first request or `connect()`).
+ */
+export class TolkClient {
+  /**
+   * @param {object} [options]
+   * @param {string | URL} [options.url] ws(s):// or http(s):// URL of the server or of `/v1/stream`;
+   *   in a browser the default is the page's own origin.
+   * @param {string} [options.apiKey] sent in an `auth` frame when the connection opens.
+   * @param {any} [options.WebSocket] a WebSocket constructor (Node 20: `import WebSocket from 'ws'`).
+   * @param {number} [options.connectTimeoutMs] how long one connection attempt may take, until
+   *   the `ready` frame (default 15000; the server waits up to 10 s for authentication).
+   * @param {boolean | object} [options.reconnect] `false` to disable reconnecting in the
+   *   background, or `{ initialDelayMs, maxDelayMs, factor }` (defaults 250, 10000, 2).
+   */
+  constructor(options = {}) {
+    this.url = streamUrl(options.url ?? defaultUrl());
+    this.apiKey = options.apiKey;
+    const impl = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof impl !== 'function') {
+      throw new TypeError('no WebSocket implementation: pass { WebSocket } (in Node 20: '
+        + "import WebSocket from 'ws')");
+    }
+    this._WebSocket = impl;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 15000;
+    const rc = options.reconnect ?? true;
+    this._reconnect = rc === false ? null : {
+      initialDelayMs: 250, maxDelayMs: 10000, factor: 2, ...(rc === true ? {} : rc),
+    };
+    /** The last `ready` frame (null before the first connection). */
+    this.info = null;
+    this._ws = null;
+    this._dial = null; // Promise<ready frame> while connecting
+    this._requests = new Map(); // id -> TranslationStream (in flight on the current socket)
+    this._pongs = [];
+    this._listeners = new Map();
+    this._closed = false;
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._everConnected = false;
+    this._seq = 0;
+    this._prefix = `c${(++clientSeq).toString(36)}${Math.random().toString(36).slice(2, 6)}-`;
+  }
+
+  /** 'open', 'connecting', 'reconnecting' (waiting to retry), 'idle' or 'closed'. */
+  get state() {
+    if (this._closed) return 'closed';
+    if (this._ws && this._ws.readyState === OPEN && !this._dial) return 'open';
+    if (this._dial) return 'connecting';
+    if (this._retryTimer) return 'reconnecting';
+    return 'idle';
+  }
+
+  /** The languages the server translates (from the `ready` frame; [] before connecting). */
+  get languages() {
+    return this.info ? [...this.info.languages] : [];
+  }
+
+  /**
+   * Listen to client events; returns a function that removes the listener.
+   *   'ready' (ready frame), 'disconnect' ({ code, reason }), 'reconnecting' ({ attempt,
+   *   delayMs }), 'frame' (every server frame), 'error' (error frames not tied to a request,
+   *   and failed connection attempts).
+   */
+  on(type, listener) {
+    let set = this._listeners.get(type);
+    if (!set) this._listeners.set(type, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  _emit(type, value) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(value);
+      } catch (err) {
+        setTimeout(() => { throw err; }, 0); // report, but never break the client
+      }
+    }
+  }
+
+  /** Open the connection (if needed) and resolve with the server's `ready` frame. */
+  connect() {
+    if (this._closed) return Promise.reject(new TolkConnectionError('closed', 'the client is closed'));
+    if (this._ws && this._ws.readyState === OPEN && !this._dial && this.info) {
+      return Promise.resolve(this.info);
+    }
+    if (this._retryTimer) {
+      clearTimeout(this._retryTimer);
+      this._retryTimer = null;
+    }
+    if (!this._dial) {
+      this._dial = this._open().then((ready) => {
+        this._dial = null;
+        this._emit('ready', ready);
+        return ready;
+      }, (err) => {
+        this._dial = null;
+        this._connectFailed(err);
+        throw err;
+      });
+      this._dial.catch(() => {});
+    }
+    return this._dial;
+  }
+
+  _open() {
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new this._WebSocket(this.url);
+      } catch (err) {
+        reject(new TolkConnectionError('connect_failed', `cannot connect to ${this.url}: ${err?.message ?? err}`, { cause: err }));
+        return;
+      }
+      this._ws = ws;
+      let settled = false; // the attempt succeeded or failed
+      let opened = false; // the server said ready
+      const timer = unrefTimer(setTimeout(() => {
+        fail(new TolkConnectionError('connect_failed', `no ready frame from ${this.url} within ${this.connectTimeoutMs} ms`));
+        try { ws.close(); } catch { /* ignore */ }
+      }, this.connectTimeoutMs));
+      const fail = (err) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (this._ws === ws) this._ws = null;
+        reject(err);
+      };
+      ws.onopen = () => {
+        if (this.apiKey !== undefined && this.apiKey !== null && this.apiKey !== '') {
+          ws.send(JSON.stringify({ type: 'auth', api_key: this.apiKey }));
+        }
+      };
+      ws.onerror = () => {}; // the close event follows and tells the story
+      ws.onclose = (ev) => {
+        if (!settled) {
+          fail(new TolkConnectionError(ev.code === POLICY_VIOLATION ? 'unauthorized' : 'connect_failed',
+            `connection to ${this.url} closed before ready (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`));
+        } else if (opened) {
+          this._onDrop(ws, ev.code, ev.reason);
+        }
+      };
+      ws.onmessage = (ev) => {
+        let frame;
+        try {
+          frame = JSON.parse(typeof ev.data === 'string' ? ev.data : String(ev.data));
+        } catch {
+          return; // the server only sends JSON text frames
+        }
+        if (!frame || typeof frame !== 'object') return;
+        this._emit('frame', frame);
+        if (!settled) {
+          if (frame.type === 'ready') {
+            settled = true;
+            opened = true;
+            clearTimeout(timer);
+            this.info = frame;
+            this._attempt = 0;
+            this._everConnected = true;
+            resolve(frame);
+          } else if (frame.type === 'error') {
+            const code = frame.code === 'unauthorized' ? 'unauthorized' : 'connect_failed';
+            fail(new TolkError(code, frame.message ?? 'connection refused', { frame }));
+          }
+          return;
+        }
+        this._onFrame(frame);
+      };
+    });
+  }
+
+  _connectFailed(err) {
+    this._emit('error', err);
+    // A refused key will not get better by retrying; anything else may.
+    if (err && err.code === 'unauthorized') return;
+    if (this._everConnected) this._scheduleReconnect();
+  }
+
+  _scheduleReconnect() {
+    if (this._closed || !this._reconnect || this._retryTimer || this._dial) return;
+    const { initialDelayMs, maxDelayMs, factor } = this._reconnect;
+    const base = Math.min(maxDelayMs, initialDelayMs * factor ** this._attempt);
+    const delayMs = Math.round(base * (0.5 + Math.random() * 0.5));
+    this._attempt += 1;
+    this._emit('reconnecting', { attempt: this._attempt, delayMs });
+    this._retryTimer = unrefTimer(setTimeout(() => {
+      this._retryTimer = null;
+      this.connect().catch(() => {}); // a failure schedules the next try
+    }, delayMs));
+  }
+
+  _onDrop(ws, code, reason) {
+    if (this._ws === ws) this._ws = null;
+    for (const req of [...this._requests.values()]) {
+      if (req._conn !== ws) continue; // not sent yet: it waits for the next connection
+      this._requests.delete(req.id);
+      req._fail(new TolkConnectionError('connection_lost',
+        `the connection closed while request ${req.id} was in flight (code ${code})`, { id: req.id }));
+    }
+    const pongs = this._pongs.splice(0);
+    for (const p of pongs) p.reject(new TolkConnectionError('connection_lost', 'the connection closed'));
+    this._emit('disconnect', { code, reason });
+    if (!this._closed) this._scheduleReconnect();
+  }
+
+  _onFrame(frame) {
+    switch (frame.type) {
+      case 'pong': {
+        const p = this._pongs.shift();
+        if (p) p.resolve();
+        return;
+      }
+      case 'ready':
+        this.info = frame;
+        return;
+      default:
+        break;
+    }
+    const req = typeof frame.id === 'string' ? this._requests.get(frame.id) : undefined;
+    if (!req) {
+      if (frame.type === 'error') this._emit('error', new TolkError(frame.code, frame.message, { id: frame.id, frame }));
+      return;
+    }
+    switch (frame.type) {
+      case 'start':
+        req.started = frame;
+        if (req._cancelPending) this._sendCancel(req);
+        break;
+      case 'token':
+        if (!req._terminal) req._push(frame.token);
+        break;
+      case 'segment': // with granularity 'segment' (or 'word'): a readable chunk of text
+        if (!req._terminal) req._push(frame.text);
+        break;
+      case 'complete':
+        this._requests.delete(req.id);
+        req._finish(frame);
+        break;
+      case 'error':
+        this._requests.delete(req.id);
+        if (frame.code === 'cancelled') {
+          req._fail(new TolkAbortError(frame.message ?? 'cancelled', { id: req.id, frame }));
+        } else {
+          req._fail(new TolkError(frame.code, frame.message ?? frame.code, { id: req.id, frame }));
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  _nextId() {
+    this._seq += 1;
+    return `${this._prefix}${this._seq}`;
+  }
+
+  /**
+   * Start a translation; iterate the result for its tokens, or await `.result`.
+   * @param {object} opts `text`, `target`, and optionally `source` ('auto' or omitted: detected),
+   *   `id`, `stream` (default true), `max_tokens` (or `maxTokens`); any other field is sent in
+   *   the translate frame as it is. Client-side only: `signal` (AbortSignal), `timeoutMs`.
+   * @returns {TranslationStream}
+   */
+  translate(opts) {
+    if (!opts || typeof opts !== 'object') throw new TypeError('translate() takes an options object');
+    const id = opts.id ?? this._nextId();
+    const req = new TranslationStream(this, id, opts.signal);
+    // Every other option is a protocol field and goes out as it is (so newer server options
+    // work without a client update); undefined/null fields are left out.
+    const { signal: _signal, timeoutMs: _timeoutMs, maxTokens, ...fields } = opts;
+    const frame = { type: 'translate', ...fields, id, stream: opts.stream ?? true };
+    if (maxTokens !== undefined && frame.max_tokens === undefined) frame.max_tokens = maxTokens;
+    for (const key of Object.keys(frame)) {
+      if (frame[key] === undefined || frame[key] === null) delete frame[key];
+    }
+
+    if (this._closed) {
+      req._fail(new TolkConnectionError('closed', 'the client is closed', { id }));
+      return req;
+    }
+    if (this._requests.has(id)) {
+      req._fail(new TolkError('duplicate_id', `a request with id ${id} is in flight`, { id }));
+      return req;
+    }
+    const signal = opts.signal;
+    if (signal) {
+      if (signal.aborted) {
+        req._fail(new TolkAbortError('the request was cancelled', { id, cause: signal.reason }));
+        return req;
+      }
+      req._onAbort = () => this._cancel(req, new TolkAbortError('the request was cancelled', {
+        id, cause: signal.reason,
+      }));
+      signal.addEventListener('abort', req._onAbort, { once: true });
+    }
+    if (opts.timeoutMs) {
+      req._timer = unrefTimer(setTimeout(() => this._cancel(req, new TolkError('timeout',
+        `no answer within ${opts.timeoutMs} ms`, { id })), opts.timeoutMs));
+    }
+    this._requests.set(id, req);
+    this.connect().then(() => {
+      if (req._terminal) return; // cancelled while connecting
+      const ws = this._ws;
+      if (!ws || ws.readyState !== OPEN) {
+        this._requests.delete(id);
+        req._fail(new TolkConnectionError('connection_lost', 'the connection closed before the request was sent', { id }));
+        return;
+      }
+      req._conn = ws;
+      ws.send(JSON.stringify(frame));
+      req._sent = true;
+    }, (err) => {
+      this._requests.delete(id);
+      req._fail(err instanceof TolkError ? err
+        : new TolkConnectionError('connect_failed', String(err?.message ?? err), { id, cause: err }));
+    });
+    return req;
+  }
+
+  /**
+   * Translate without streaming (`stream: false`); resolves with the `complete` frame.
+   * @param {object} opts as for `translate()`.
+   */
+  translateText(opts) {
+    return this.translate({ ...opts, stream: opts?.stream ?? false }).result;
+  }
+
+  _cancel(req, err) {
+    if (req._terminal) return;
+    if (req._sent && req._conn && req._conn === this._ws && req._conn.readyState === OPEN) {
+      // The server answers with error `cancelled`; until then the request stays in the table
+      // (its late frames are dropped, and the id is not reused). The cancel frame goes out
+      // once the server has started the request (its `start` frame): a cancel that overtakes
+      // the start of a request is not answered by every server version.
+      if (req.started) this._sendCancel(req);
+      else req._cancelPending = true;
+      req._fail(err);
+      return;
+    }
+    this._requests.delete(req.id);
+    req._fail(err);
+  }
+
+  _sendCancel(req) {
+    req._cancelPending = false;
+    if (!req._conn || req._conn.readyState !== OPEN) return;
+    try {
+      req._conn.send(JSON.stringify({ type: 'cancel', id: req.id }));
+    } catch { /* the close handler cleans up */ }
+  }
+
+  /** Round trip a `ping`; resolves with the time in milliseconds. */
+  async ping() {
+    await this.connect();
+    const t0 = Date.now();
+    await new Promise((resolve, reject) => {
+      this._pongs.push({ resolve, reject });
+      this._ws.send(JSON.stringify({ type: 'ping' }));
+    });
+    return Date.now() - t0;
+  }
+
+  /** Close the connection for good: requests in flight fail with code `closed`. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    if (this._retryTimer) clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    const ws = this._ws;
+    this._ws = null;
+    for (const req of this._requests.values()) {
+      req._fail(new TolkConnectionError('closed', 'the client was closed', { id: req.id }));
+    }
+    this._requests.clear();
+    for (const p of this._pongs.splice(0)) p.reject(new TolkConnectionError('closed', 'the client was closed'));
+    if (ws) {
+      try {
+        ws.close(NORMAL_CLOSURE);
+      } catch { /* ignore */ }
+    }
+  }
+}
+
+export default TolkClient;
