@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import (
     CollectorRegistry,
-    ProcessCollector,
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
