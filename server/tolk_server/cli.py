@@ -24,6 +24,7 @@ def _engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-memory-utilization", type=float)
     p.add_argument("--dtype")
     p.add_argument("--enforce-eager", action="store_true", default=None)
+    p.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false")
     p.add_argument("--no-prefix-caching", dest="enable_prefix_caching", action="store_false",
                    default=None)
     p.add_argument("--tensor-parallel-size", type=int)

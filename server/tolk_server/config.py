@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
     dtype: str = "auto"
     enable_prefix_caching: bool = True
-    enforce_eager: bool = False
+    enforce_eager: bool | None = Field(
+        None, description="No graph capture; default: on for CPU hosts (faster start)."
+    )
     tensor_parallel_size: int = Field(1, ge=1)
     data_parallel_size: int = Field(1, ge=1)
     load_format: str = "auto"

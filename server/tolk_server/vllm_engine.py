@@ -32,7 +32,9 @@ def engine_args_dict(settings: Settings, model: str) -> dict[str, Any]:
         "max_model_len": settings.max_model_len,
         "dtype": settings.dtype,
         "enable_prefix_caching": settings.enable_prefix_caching,
-        "enforce_eager": settings.enforce_eager,
+        "enforce_eager": (
+            settings.enforce_eager if settings.enforce_eager is not None else not has_cuda()
+        ),
         "tensor_parallel_size": settings.tensor_parallel_size,
         "data_parallel_size": settings.data_parallel_size,
         "load_format": settings.load_format,
