@@ -57,7 +57,8 @@ async def test_stream_equals_offline_greedy(tiny_engine: Any, tiny_server: str) 
         for i, (text, tgt, src) in enumerate([(TEXT, "fi", "en"),
                                               ("Hyvää päivää! Äiti ja Åland.", "en", "fi")]):
             await ws.send(json.dumps({"type": "translate", "id": f"g{i}", "text": text,
-                                      "source": src, "target": tgt, "max_tokens": 40}))
+                                      "source": src, "target": tgt, "max_tokens": 40,
+                                      "split": False}))
             seq = (await collect(ws, {f"g{i}"}))[f"g{i}"]
             done = seq[-1]
             assert done["type"] == "complete", done
@@ -72,7 +73,7 @@ async def test_stream_equals_offline_greedy(tiny_engine: Any, tiny_server: str) 
 async def test_cancel_stops_generation(tiny_engine: Any, tiny_server: str) -> None:
     async with await open_ws(tiny_server) as ws:
         await ws.send(json.dumps({"type": "translate", "id": "c", "text": TEXT, "source": "en",
-                                  "target": "fi", "max_tokens": 900}))
+                                  "target": "fi", "max_tokens": 900, "split": False}))
         seen = 0
         while seen < 3:
             msg = json.loads(await ws.recv())
@@ -120,7 +121,7 @@ async def test_sixteen_concurrent_requests_are_batched(tiny_engine: Any, tiny_se
         for i in range(16):
             await ws.send(json.dumps({"type": "translate", "id": f"b{i}",
                                       "text": f"{TEXT} {i}", "source": "en", "target": "fi",
-                                      "max_tokens": 48}))
+                                      "max_tokens": 48, "split": False}))
         frames = await collect(ws, ids)
     stop.set()
     await sampler
