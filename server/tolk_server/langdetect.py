@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+DETECT_CHARS = 400  # enough to tell languages apart; keeps the event loop responsive
+
 
 class LanguageDetector:
     def __init__(self, codes: list[str]) -> None:
@@ -26,7 +28,11 @@ class LanguageDetector:
             langs.append(lang)
             self._by_lingua.setdefault(lang, code)
         if len(langs) >= 2:
-            self._detector = LanguageDetectorBuilder.from_languages(*langs).build()
+            self._detector = (
+                LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models()
+                .build()
+            )
+            self._detector.detect_language_of("warm up")
 
     def detect(self, text: str) -> str | None:
         """The most likely language code among the served ones, or None when unsure."""
@@ -35,5 +41,5 @@ class LanguageDetector:
         self.load()
         if self._detector is None:
             return None
-        lang = self._detector.detect_language_of(text)
+        lang = self._detector.detect_language_of(text[:DETECT_CHARS])
         return None if lang is None else self._by_lingua.get(lang)
