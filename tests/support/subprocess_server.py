@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +43,7 @@ def tolk_serve(*args: str, timeout: float = 180,
         wait_ready(base, proc, timeout)
         yield base, proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        # The server leads its own process group: take vLLM's engine processes down with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
