@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     profile: str | None = Field(None, description="Prompt profile name or TOML path.")
     engine: EngineKind = "vllm"
     max_num_seqs: int = Field(64, ge=1, le=4096)
-    max_model_len: int = Field(1024, ge=32)
+    max_model_len: int | None = Field(None, ge=32, description="Default: the model's own.")
     kv_cache_gib: int | None = Field(None, ge=1, description="KV cache size on CPU hosts (GiB).")
     gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
     dtype: str = "auto"

@@ -148,7 +148,7 @@ class Translator:
             context = tuple(sessions.context(opts.session))
         s = self.profile.sampling
         params = GenerationParams(
-            max_tokens=min(opts.max_tokens or s.max_tokens, self.settings.max_model_len),
+            max_tokens=min(opts.max_tokens or s.max_tokens, self.settings.max_model_len or 8192),
             temperature=s.temperature,
             top_p=s.top_p,
             repetition_penalty=s.repetition_penalty,
