@@ -24,7 +24,7 @@ def test_one_minute_soak(tiny_model_dir: Path, tmp_path: Path) -> None:
                        'prompt="<2{tgt}>{text}<sep>"\n[languages]\nen="English"\nfi="Finnish"\n')
     args = ["--model", str(tiny_model_dir), "--profile", str(profile), "--enforce-eager",
             "--kv-cache-gib", "1", "--max-num-seqs", "64", "--dtype", "float32"]
-    with tolk_serve(*args, timeout=240) as (base, _proc):
+    with tolk_serve(*args, timeout=240, env={"TOLK_CACHE_ENTRIES": "0"}) as (base, _proc):
         report = asyncio.run(run_soak(base.replace("http", "ws") + "/v1/stream",
                                       connections=200, duration_s=60, warmup_s=20,
                                       texts=SENTENCES, max_tokens=16))

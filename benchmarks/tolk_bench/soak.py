@@ -5,7 +5,11 @@ request got exactly one terminal frame, that the engine's running-request count 
 to 0, that the server's RSS grows by less than 5% after warm-up, and that no unexpected
 errors occurred.
 
+    TOLK_CACHE_ENTRIES=0 tolk serve --port 8000 &     # every request reaches the engine
     python -m tolk_bench.soak --url ws://127.0.0.1:8000 --connections 1000 --duration 600
+
+Texts come from a TSV (`english<TAB>finnish`): English lines go to Finnish and Finnish
+lines to English, so no request is a same-language pass-through.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 EXPECTED_ERRORS = {"cancelled", "overloaded"}
 SENTENCES = [
-    "The meeting will begin shortly.", "Where is the railway station?",
-    "I would like a cup of coffee, please.", "Thank you for your help.",
-    "Kokous alkaa pian.", "Missä on rautatieasema?", "Kiitos avusta.",
+    ("The meeting will begin shortly.", "fi"), ("Where is the railway station?", "fi"),
+    ("I would like a cup of coffee, please.", "fi"), ("Thank you for your help.", "fi"),
+    ("Kokous alkaa pian.", "en"), ("Missä on rautatieasema?", "en"), ("Kiitos avusta.", "en"),
 ]
 
 
@@ -67,7 +71,7 @@ def scrape(http_base: str) -> dict[str, float | None]:
 
 
 async def _one_connection(url: str, stop_at: float, tally: Tally, rng: random.Random,
-                          texts: list[str], max_tokens: int) -> None:
+                          texts: list[tuple[str, str]], max_tokens: int) -> None:
     n = 0
     while time.monotonic() < stop_at:
         try:
@@ -87,7 +91,7 @@ async def _one_connection(url: str, stop_at: float, tally: Tally, rng: random.Ra
 
 
 async def _session(ws: ClientConnection, stop_at: float, tally: Tally, rng: random.Random,
-                   texts: list[str], max_tokens: int, gen: int) -> bool:
+                   texts: list[tuple[str, str]], max_tokens: int, gen: int) -> bool:
     """One connection's life; True when we dropped it on purpose (the caller reconnects)."""
     hello = json.loads(await asyncio.wait_for(ws.recv(), 60))
     assert hello["type"] == "ready"
@@ -96,8 +100,9 @@ async def _session(ws: ClientConnection, stop_at: float, tally: Tally, rng: rand
         await asyncio.sleep(rng.expovariate(1 / 2.0))  # think time, 2 s on average
         rid = f"g{gen}-{seq}"
         seq += 1
-        await ws.send(json.dumps({"type": "translate", "id": rid, "text": rng.choice(texts),
-                                  "source": "auto", "target": rng.choice(["en", "fi"]),
+        text, target = rng.choice(texts)
+        await ws.send(json.dumps({"type": "translate", "id": rid, "text": text,
+                                  "source": "auto", "target": target,
                                   "max_tokens": max_tokens}))
         tally.sent += 1
         cancel = rng.random() < 0.1
@@ -144,7 +149,8 @@ async def _session(ws: ClientConnection, stop_at: float, tally: Tally, rng: rand
 
 
 async def run_soak(url: str, connections: int, duration_s: float, warmup_s: float,
-                   texts: list[str], max_tokens: int, seed: int = 0) -> dict[str, Any]:
+                   texts: list[tuple[str, str]], max_tokens: int,
+                   seed: int = 0) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, connections * 2 + 256))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
@@ -201,12 +207,14 @@ async def run_soak(url: str, connections: int, duration_s: float, warmup_s: floa
     }
 
 
-def load_texts(path: str | None) -> list[str]:
+def load_texts(path: str | None) -> list[tuple[str, str]]:
     if not path:
         return SENTENCES
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
-        out.extend(p for p in line.split("\t")[:2] if p.strip())
+        cols = line.split("\t")
+        if len(cols) >= 2 and cols[0].strip() and cols[1].strip():
+            out += [(cols[0], "fi"), (cols[1], "en")]
     return out or SENTENCES
 
 
