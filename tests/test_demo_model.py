@@ -60,7 +60,7 @@ async def demo_server() -> AsyncIterator[tuple[Any, str]]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", ws_per_message_deflate=False))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no started event)
         await asyncio.sleep(0.05)
     yield engine, f"ws://127.0.0.1:{port}/v1/stream"
     server.should_exit = True
