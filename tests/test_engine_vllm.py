@@ -146,3 +146,13 @@ async def test_engine_generate_aborts_on_close(tiny_engine: Any) -> None:
             break
         await asyncio.sleep(0.02)
     assert tiny_engine.running() == 0
+
+
+async def test_prompt_longer_than_the_context_is_too_large(tiny_server: str) -> None:
+    async with await open_ws(tiny_server) as ws:
+        await ws.send(json.dumps({"type": "translate", "id": "big", "text": "word " * 700,
+                                  "source": "en", "target": "fi", "split": False}))
+        frames = (await collect(ws, {"big"}))["big"]
+        assert frames[-1]["type"] == "error" and frames[-1]["code"] == "too_large"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv())["type"] == "pong"

@@ -39,6 +39,14 @@ class EngineError(Exception):
     """The engine failed or died; requests in flight cannot finish."""
 
 
+class RequestRejected(Exception):
+    """The engine refused this one request (e.g. the prompt exceeds the context)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Engine(Protocol):
     info: EngineInfo
 

@@ -31,7 +31,7 @@ from tolk.protocol import (
 )
 
 from .config import Settings
-from .engine import Delta, Engine, EngineError, GenerationParams
+from .engine import Delta, Engine, EngineError, GenerationParams, RequestRejected
 from .glossary import GlossaryStore, relevant_terms, report
 from .langdetect import LanguageDetector
 from .metrics import Metrics
@@ -329,6 +329,10 @@ class Translator:
                 if isinstance(item, BaseException):
                     if isinstance(item, EngineError):
                         raise ProtocolError("engine_error", str(item), job.id) from item
+                    if isinstance(item, RequestRejected):
+                        if item.code == "too_large":
+                            raise ProtocolError("too_large", str(item), job.id) from item
+                        raise ProtocolError("bad_request", str(item), job.id) from item
                     raise item
                 if item is None:
                     released = joiner.push(k, job.parts[k].trail) + joiner.finish(k)

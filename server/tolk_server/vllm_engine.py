@@ -12,7 +12,7 @@ from contextlib import aclosing
 from typing import Any
 
 from .config import Settings
-from .engine import Delta, EngineError, EngineInfo, GenerationParams
+from .engine import Delta, EngineError, EngineInfo, GenerationParams, RequestRejected
 
 
 def has_cuda() -> bool:
@@ -74,6 +74,7 @@ class VllmEngine:
         self, prompt: str, params: GenerationParams, request_id: str
     ) -> AsyncGenerator[Delta, None]:
         from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
@@ -96,6 +97,10 @@ class VllmEngine:
                 async for out in outputs:
                     comp = out.outputs[0]
                     yield Delta(comp.text, len(comp.token_ids), comp.finish_reason)
+        except (VLLMClientError, ValueError) as exc:  # validation of this request only
+            text = str(exc)
+            too_long = "context length" in text or "maximum model length" in text
+            raise RequestRejected("too_large" if too_long else "bad_request", text) from exc
         except EngineDeadError as exc:
             self._dead = True
             raise EngineError(f"engine died: {exc}") from exc
