@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -15,13 +16,15 @@ from contextlib import contextmanager
 from support.live_server import free_port
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float,
+               ssl_context: ssl.SSLContext | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited early with {proc.returncode}")
         try:
-            with urllib.request.urlopen(base + "/ready", timeout=1) as r:
+            with urllib.request.urlopen(base.replace("127.0.0.1", "localhost") + "/ready",
+                                        timeout=1, context=ssl_context) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -31,16 +34,17 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None
 
 
 @contextmanager
-def tolk_serve(*args: str, timeout: float = 180,
-               env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def tolk_serve(*args: str, timeout: float = 180, env: dict[str, str] | None = None,
+               scheme: str = "http", ssl_context: ssl.SSLContext | None = None,
+               ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     cmd = [sys.executable, "-m", "tolk_server.cli", "serve", "--port", str(port), *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    base = f"{scheme}://127.0.0.1:{port}"
     try:
-        wait_ready(base, proc, timeout)
+        wait_ready(base, proc, timeout, ssl_context)
         yield base, proc
     finally:
         # The server leads its own process group: take vLLM's engine processes down with it.
