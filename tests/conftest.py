@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,6 +28,14 @@ TINY_PROFILE = Profile(
 )
 
 
+def wait_ready(client: TestClient, timeout_s: float = 20) -> None:
+    """The engine (and language detector) load in the background; wait for /ready."""
+    deadline = time.monotonic() + timeout_s
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "app not ready"
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def fake_engine() -> FakeEngine:
     return FakeEngine()
@@ -43,6 +52,7 @@ def make_client(fake_engine: FakeEngine) -> Iterator[object]:
         client = TestClient(app)
         client.__enter__()
         clients.append(client)
+        wait_ready(client)
         return client
 
     yield make

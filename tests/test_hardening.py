@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
-from conftest import TINY_PROFILE
+from conftest import TINY_PROFILE, wait_ready
 from support.subprocess_server import tolk_serve
 from tolk_server.app import create_app
 from tolk_server.config import Settings
@@ -56,6 +56,7 @@ def test_revoking_a_key_takes_effect_on_a_running_server(tmp_path: Path) -> None
     client, store = app_with_keys(tmp_path)
     _, key = store.add("svc")
     with client:
+        wait_ready(client)
         body = {"text": "hello", "source": "en", "target": "fi", "stream": False}
         auth = {"Authorization": f"Bearer {key}"}
         assert client.post("/v1/translate", json=body, headers=auth).status_code == 200
@@ -77,6 +78,7 @@ def test_per_key_limits(tmp_path: Path) -> None:
     _, conc_key = store.add("conc", KeyLimits(concurrent_streams=1))
     body = {"text": "hello world", "source": "en", "target": "fi", "stream": False}
     with client:
+        wait_ready(client)
         h = {"Authorization": f"Bearer {rpm_key}"}
         codes = [client.post("/v1/translate", json=body, headers=h).status_code for _ in range(3)]
         assert codes == [200, 200, 429]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
+
+from .jsonfile import WatchedJsonFile
 
 MAX_TERMS = 500
 
@@ -37,51 +36,35 @@ def report(glossary: dict[str, str], source: str, output: str) -> list[TermRepor
     ]
 
 
+def _parse(raw: Any) -> dict[str, dict[str, str]]:
+    return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in raw.items()}
+
+
 class GlossaryStore:
     """Named glossaries in one JSON file; re-read when the file changes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mtime: tuple[int, int, int] | None = None
-        self._data: dict[str, dict[str, str]] = {}
-
-    def _load(self) -> dict[str, dict[str, str]]:
-        try:
-            st = self.path.stat()
-            mtime = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            self._mtime, self._data = None, {}
-            return self._data
-        if mtime != self._mtime:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            self._data = {str(k): {str(a): str(b) for a, b in v.items()} for k, v in raw.items()}
-            self._mtime = mtime
-        return self._data
+        self._file: WatchedJsonFile[dict[str, dict[str, str]]] = WatchedJsonFile(
+            path, _parse, dict, mode=0o644
+        )
 
     def get(self, name: str) -> dict[str, str] | None:
-        return self._load().get(name)
+        return self._file.load().get(name)
 
     def names(self) -> dict[str, int]:
-        return {k: len(v) for k, v in sorted(self._load().items())}
+        return {k: len(v) for k, v in sorted(self._file.load().items())}
 
     def put(self, name: str, terms: dict[str, str]) -> None:
         if len(terms) > MAX_TERMS:
             raise ValueError(f"a glossary holds at most {MAX_TERMS} terms")
-        data = dict(self._load())
+        data = dict(self._file.load())
         data[name] = dict(terms)
-        self._save(data)
+        self._file.save(data)
 
     def remove(self, name: str) -> bool:
-        data = dict(self._load())
+        data = dict(self._file.load())
         if data.pop(name, None) is None:
             return False
-        self._save(data)
+        self._file.save(data)
         return True
-
-    def _save(self, data: dict[str, dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".glossaries.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
-        self._mtime = None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
+
+from .jsonfile import WatchedJsonFile
 
 
 class KeyLimits(BaseModel):
@@ -47,26 +47,21 @@ def parse_key(key: str) -> tuple[str, str] | None:
     return kid, secret
 
 
+def _parse(raw: Any) -> dict[str, KeyRecord]:
+    return {r["id"]: KeyRecord.model_validate(r) for r in raw.get("keys", [])}
+
+
 class KeyStore:
     """The key file; re-read when it changes, so `tolk keys revoke` takes effect live."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mtime: tuple[int, int, int] | None = None
-        self._keys: dict[str, KeyRecord] = {}
+        self._file: WatchedJsonFile[dict[str, KeyRecord]] = WatchedJsonFile(
+            path, _parse, dict, mode=0o600
+        )
 
     def records(self) -> dict[str, KeyRecord]:
-        try:
-            st = self.path.stat()
-            mtime = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            self._mtime, self._keys = None, {}
-            return self._keys
-        if mtime != self._mtime:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            self._keys = {r["id"]: KeyRecord.model_validate(r) for r in raw.get("keys", [])}
-            self._mtime = mtime
-        return self._keys
+        return self._file.load()
 
     @property
     def enabled(self) -> bool:
@@ -108,10 +103,4 @@ class KeyStore:
         return bool(hit)
 
     def _save(self, keys: dict[str, KeyRecord]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"keys": [r.model_dump() for r in keys.values()]}, fh, indent=1)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
-        self._mtime = None
+        self._file.save({"keys": [r.model_dump() for r in keys.values()]})

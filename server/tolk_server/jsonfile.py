@@ -1,0 +1,50 @@
+"""A small JSON file that the server re-reads when it changes and writes atomically.
+
+The key store and the glossary store both use it, so `tolk keys revoke` or
+`tolk glossary add` take effect on a running server without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class WatchedJsonFile(Generic[T]):
+    def __init__(self, path: Path, parse: Callable[[Any], T], empty: Callable[[], T],
+                 mode: int = 0o600) -> None:
+        self.path = path
+        self._parse = parse
+        self._empty = empty
+        self._mode = mode
+        self._stamp: tuple[int, int, int] | None = None
+        self._value: T = empty()
+
+    def load(self) -> T:
+        """The parsed content; re-read only when the file was replaced or changed."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._value = None, self._empty()
+            return self._value
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # os.replace gives a new inode
+        if stamp != self._stamp:
+            self._value = self._parse(json.loads(self.path.read_text(encoding="utf-8")))
+            self._stamp = stamp
+        return self._value
+
+    def save(self, raw: Any) -> None:
+        """Write `raw` as JSON: to a temporary file first, then renamed into place."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(raw, fh, ensure_ascii=False, indent=1, sort_keys=True)
+        os.chmod(tmp, self._mode)
+        os.replace(tmp, self.path)
+        self._stamp = None
