@@ -88,13 +88,10 @@ async def translate(request: Request) -> Response:
         tr = st.translator
         rid = opts.id or tr.new_id()
         sessions = st.http_sessions(request.headers.get("authorization"))
-        jobs = tr.prepare(opts, rid, sessions=sessions)
-        tr.admit(rid, len(jobs))
-        st.admit_key(who, len(opts.text) * len(jobs), rid)
+        jobs = st.admit(opts, rid, who, sessions)
     except ProtocolError as exc:
         st.metrics.errors.labels(exc.code).inc()
         return error_response(exc)
-    key_id = who.key_id
 
     if opts.stream:
 
@@ -107,7 +104,7 @@ async def translate(request: Request) -> Response:
                 st.metrics.errors.labels(exc.code).inc()
                 yield _sse(error(exc.code, exc.message, rid))
             finally:
-                st.limiter.release(key_id)
+                st.release(who)
 
         return StreamingResponse(
             events(),
@@ -125,7 +122,7 @@ async def translate(request: Request) -> Response:
         st.metrics.errors.labels(exc.code).inc()
         return error_response(exc)
     finally:
-        st.limiter.release(key_id)
+        st.release(who)
     if opts.targets is None:
         return JSONResponse(finals[0])
     return JSONResponse({"id": rid, "results": finals})

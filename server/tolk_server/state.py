@@ -8,13 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tolk.protocol import TranslateOptions
+
 from .auth import Authenticator, Principal
 from .config import Settings
 from .engine import Engine
 from .limits import KeyLimiter
 from .metrics import Metrics
 from .sessions import SessionStore
-from .translator import Translator
+from .translator import Job, Translator
 
 
 @dataclass
@@ -34,7 +36,21 @@ class ServerState:
     request_exit: Callable[[], None] | None = None
     _http_sessions: dict[str, SessionStore] = field(default_factory=dict)
 
-    def admit_key(self, who: Principal, chars: int, rid: str) -> None:
+    def admit(self, opts: TranslateOptions, rid: str, who: Principal,
+              sessions: SessionStore) -> list[Job]:
+        """Validate, render and admit a request (both transports): the jobs to run.
+
+        Raises `ProtocolError`. Once this returns, the caller must `release(who)`.
+        """
+        jobs = self.translator.prepare(opts, rid, sessions=sessions)
+        self.translator.admit(rid, len(jobs))
+        self._admit_key(who, len(opts.text) * len(jobs), rid)
+        return jobs
+
+    def release(self, who: Principal) -> None:
+        self.limiter.release(who.key_id)
+
+    def _admit_key(self, who: Principal, chars: int, rid: str) -> None:
         """Count a request against its API key's limits (raises `overloaded`)."""
         limits = who.limits
         if limits.concurrent_streams is None:

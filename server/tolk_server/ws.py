@@ -180,9 +180,7 @@ class Connection:
             if len(self.tasks) >= st.settings.max_inflight_per_connection:
                 raise ProtocolError("overloaded", "too many requests in flight on this "
                                     "connection", rid)
-            jobs = tr.prepare(frame, rid, sessions=self.sessions)
-            tr.admit(rid, len(jobs))
-            st.admit_key(self.principal, len(frame.text) * len(jobs), rid)
+            jobs = st.admit(frame, rid, self.principal, self.sessions)
         except ProtocolError as exc:
             await self.send_error(exc)
             return
@@ -196,22 +194,27 @@ class Connection:
             return
         self.tasks.pop(rid, None)
         assert self.principal is not None
-        self.state.limiter.release(self.principal.key_id)
+        self.state.release(self.principal)
         if rid in self.cancel_requested and not self.closing:
-            multi = jobs[0].tag_target
-            for job in jobs:
-                self.state.metrics.requests.labels("cancelled").inc()
-                frame = error("cancelled", "cancelled by client", rid)
-                if multi:
-                    frame["target"] = job.target
-                self.state.metrics.errors.labels("cancelled").inc()
+            for frame in self._cancelled(rid, jobs, {j.target for j in jobs}):
                 with contextlib.suppress(asyncio.QueueFull):
                     self.out.put_nowait(frame)
         self.cancel_requested.discard(rid)
 
+    def _cancelled(self, rid: str, jobs: list[Job], open_targets: set[str]) -> list[ServerFrame]:
+        """The terminal frames of a cancelled request: one per target still open."""
+        frames: list[ServerFrame] = []
+        for target in sorted(open_targets):
+            self.state.metrics.requests.labels("cancelled").inc()
+            self.state.metrics.errors.labels("cancelled").inc()
+            frame = error("cancelled", "cancelled by client", rid)
+            if jobs[0].tag_target:
+                frame["target"] = target
+            frames.append(frame)
+        return frames
+
     async def _run(self, rid: str, jobs: list[Job]) -> None:
         open_targets = {j.target for j in jobs}
-        multi = jobs[0].tag_target
         try:
             async with aclosing(self.state.translator.stream_many(jobs)) as frames:
                 async for frame in frames:
@@ -220,12 +223,8 @@ class Connection:
                     await self.send(frame)
         except asyncio.CancelledError:
             if rid in self.cancel_requested and not self.closing:
-                for target in sorted(open_targets):  # one terminal frame per target
-                    self.state.metrics.requests.labels("cancelled").inc()
-                    await self.send_error(
-                        ProtocolError("cancelled", "cancelled by client", rid),
-                        target if multi else None,
-                    )
+                for frame in self._cancelled(rid, jobs, open_targets):
+                    await self.send(frame)
         except ProtocolError as exc:
             await self.send_error(exc)
         except Exception:
@@ -233,7 +232,7 @@ class Connection:
             await self.send_error(ProtocolError("internal", "internal error", rid))
         finally:
             assert self.principal is not None
-            self.state.limiter.release(self.principal.key_id)
+            self.state.release(self.principal)
             self.cancel_requested.discard(rid)
             if self.tasks.get(rid) is asyncio.current_task():
                 self.tasks.pop(rid, None)
@@ -242,14 +241,11 @@ class Connection:
         if not self.closing:
             await self.out.put(frame)
 
-    async def send_error(self, exc: ProtocolError, target: str | None = None) -> None:
+    async def send_error(self, exc: ProtocolError) -> None:
         self.state.metrics.errors.labels(exc.code).inc()
         if exc.request_id is not None and exc.code not in ("cancelled",):
             self.state.metrics.requests.labels("error").inc()
-        frame = error(exc.code, exc.message, exc.request_id)
-        if target is not None:
-            frame["target"] = target
-        await self.send(frame)
+        await self.send(error(exc.code, exc.message, exc.request_id))
 
     async def _writer(self) -> None:
         try:
