@@ -15,17 +15,13 @@ from support.live_server import free_port
 from tolk_server.app import create_app
 from tolk_server.config import Settings
 from tolk_server.fake_engine import FakeEngine
-from tolk_server.profiles import Profile
+from tolk_server.profiles import load_profile
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-TINY_PROFILE = Profile(
-    name="tiny",
-    family="tiny",
-    template="completion",
-    prompt="<2{tgt}>{text}<sep>",
-    languages={"en": "English", "fi": "Finnish"},
-)
+# The tiny test model's profile (tests/support/tiny_model.py), shared with the bench runner.
+TINY_PROFILE_TOML = Path(__file__).parent.parent / "benchmarks" / "profiles" / "tiny.toml"
+TINY_PROFILE = load_profile(TINY_PROFILE_TOML)
 
 
 def wait_ready(client: TestClient, timeout_s: float = 20) -> None:

@@ -14,6 +14,7 @@ import psutil
 import pytest
 from websockets.sync.client import connect
 
+from conftest import TINY_PROFILE_TOML
 from support.subprocess_server import tolk_serve
 
 pytestmark = [pytest.mark.engine]
@@ -41,9 +42,7 @@ def ready_status(base: str) -> int:
 
 def test_engine_death_fails_requests_and_exits_nonzero(tiny_model_dir: Path,
                                                        tmp_path: Path) -> None:
-    profile = tmp_path / "tiny.toml"
-    profile.write_text('name="tiny"\nfamily="tiny"\ntemplate="completion"\n'
-                       'prompt="<2{tgt}>{text}<sep>"\n[languages]\nen="English"\nfi="Finnish"\n')
+    profile = TINY_PROFILE_TOML
     args = ["--model", str(tiny_model_dir), "--profile", str(profile), "--enforce-eager",
             "--kv-cache-gib", "1", "--max-num-seqs", "8", "--dtype", "float32"]
     with tolk_serve(*args, timeout=240) as (base, proc):

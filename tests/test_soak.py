@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_PROFILE_TOML
 from support.subprocess_server import tolk_serve
 from tolk_bench.soak import SENTENCES, run_soak
 
@@ -19,9 +20,7 @@ pytestmark = [pytest.mark.engine]
 
 
 def test_one_minute_soak(tiny_model_dir: Path, tmp_path: Path) -> None:
-    profile = tmp_path / "tiny.toml"
-    profile.write_text('name="tiny"\nfamily="tiny"\ntemplate="completion"\n'
-                       'prompt="<2{tgt}>{text}<sep>"\n[languages]\nen="English"\nfi="Finnish"\n')
+    profile = TINY_PROFILE_TOML
     args = ["--model", str(tiny_model_dir), "--profile", str(profile), "--enforce-eager",
             "--kv-cache-gib", "1", "--max-num-seqs", "64", "--dtype", "float32"]
     with tolk_serve(*args, timeout=240, env={"TOLK_CACHE_ENTRIES": "0"}) as (base, _proc):

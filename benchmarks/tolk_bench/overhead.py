@@ -15,14 +15,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import connect
 
 
 def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+    """Percentile by linear interpolation, as numpy's default (and `vllm bench serve`)."""
+    return float(np.percentile(values, q * 100)) if values else float("nan")
 
 
 async def measure(model: str, profile_arg: str | None, requests: int, max_tokens: int,

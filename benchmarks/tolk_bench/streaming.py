@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
 
@@ -39,12 +40,8 @@ async def one(ws: ClientConnection, rid: str, text: str, source: str, target: st
 
 
 def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+    """Percentile by linear interpolation, as numpy's default (and `vllm bench serve`)."""
+    return float(np.percentile(values, q * 100)) if values else float("nan")
 
 
 async def run(url: str, pairs: list[tuple[str, str]], long_text: str, n: int,
