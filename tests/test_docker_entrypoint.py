@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile.gpu"
 ENTRYPOINT = REPO / "deploy" / "docker-entrypoint.sh"
 SYSTEMD_UNIT = REPO / "deploy" / "systemd" / "tolk.service"
+GPU_PROOF = REPO / "benchmarks" / "gpu-proof.sh"
 
 FAKE_TOLK = """#!{python}
 import json, os, sys
@@ -45,9 +46,10 @@ def test_hadolint_passes() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_shellcheck_passes() -> None:
+@pytest.mark.parametrize(("script", "shell"), [(ENTRYPOINT, "sh"), (GPU_PROOF, "bash")])
+def test_shellcheck_passes(script: Path, shell: str) -> None:
     shellcheck = _tool("shellcheck", "apt-get install -y shellcheck")
-    out = subprocess.run([shellcheck, "--shell=sh", str(ENTRYPOINT)], capture_output=True,
+    out = subprocess.run([shellcheck, f"--shell={shell}", str(script)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 

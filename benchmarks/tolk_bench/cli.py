@@ -33,6 +33,9 @@ def _engine_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false",
                    help="allow graph capture (default: eager, as on CPU hosts)")
     g.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false")
+    g.add_argument("--load-format", default="auto",
+                   help="vLLM load format; 'dummy': random weights of the model's shape "
+                        "(speed runs without real weights, see python -m tolk_bench.dummy_model)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -146,7 +149,7 @@ def _setup(ns: argparse.Namespace) -> Any:
     from .context import make_setup
 
     return make_setup(ns.model, ns.profile, ns.max_num_seqs, ns.max_model_len, ns.kv_cache_gib,
-                      ns.dtype, ns.enforce_eager, ns.prefix_caching)
+                      ns.dtype, ns.enforce_eager, ns.prefix_caching, ns.load_format)
 
 
 def _plan(ns: argparse.Namespace, targets: list[str]) -> Any:

@@ -25,7 +25,7 @@ class BenchSetup:
         s = self.profile.sampling
         return {"temperature": s.temperature, "top_p": s.top_p,
                 "repetition_penalty": s.repetition_penalty,
-                "stop": list(self.profile.stop) or None}
+                "stop": list(self.profile.stop) or None, "ignore_eos": s.ignore_eos}
 
     @property
     def env(self) -> dict[str, str]:
@@ -112,6 +112,7 @@ def make_setup(
     dtype: str,
     enforce_eager: bool,
     prefix_caching: bool,
+    load_format: str = "auto",
 ) -> BenchSetup:
     from tolk_server.cli import _model_arg
     from tolk_server.config import load_settings
@@ -135,7 +136,8 @@ def make_setup(
     settings = load_settings(
         None, model=model, profile=overrides.get("profile"), max_num_seqs=max_num_seqs,
         max_model_len=max_model_len, kv_cache_gib=kv_cache_gib, dtype=dtype,
-        enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching)
+        enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching,
+        load_format=load_format)
     prof = resolve_profile(model, settings.profile)
     chat = None
     if prof.template != "completion":

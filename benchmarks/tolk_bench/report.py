@@ -16,7 +16,10 @@ def write_results(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json"]
     paths[0].write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths += plot(doc, out_dir)
+    try:
+        paths += plot(doc, out_dir)
+    except ImportError:  # a host without the bench extra (e.g. from the GPU bundle): no PNGs
+        print("tolk bench: matplotlib is not installed; writing results without plots")
     md = out_dir / "summary.md"
     md.write_text(summary(doc, [p.name for p in paths if p.suffix == ".png"]), encoding="utf-8")
     paths.append(md)

@@ -25,6 +25,8 @@ class Sampling(BaseModel):
     top_p: float = 1.0
     max_tokens: int = 256
     repetition_penalty: float = 1.0
+    # Generate exactly max_tokens (benchmarks with dummy weights fix output lengths so).
+    ignore_eos: bool = False
 
 
 class Variant(BaseModel):

@@ -153,6 +153,7 @@ class Translator:
             top_p=s.top_p,
             repetition_penalty=s.repetition_penalty,
             stop=tuple(self.profile.stop),
+            ignore_eos=s.ignore_eos,
         )
         sentences = split_sentences(opts.text, source) if opts.split else [opts.text]
         multi = opts.targets is not None
