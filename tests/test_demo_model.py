@@ -17,9 +17,10 @@ from tolk_server.profiles import render, resolve_profile
 pytestmark = [pytest.mark.engine]
 
 DEV = Path(__file__).parent / "data" / "tatoeba-dev-200.tsv"
-# chrF targets of the issue are 40 (en→fi) and 45 (fi→en); see models/demo/README.md for
-# what the shipped model reaches. The smoke test guards against regressions from there.
-CHRF_FLOOR = {"en-fi": 24.0, "fi-en": 24.0}  # measured 26.1 / 26.1 (2026-11-22)
+# chrF targets of the issue are 40 (en→fi) and 45 (fi→en), so "target - 5" is 35 / 40; see
+# models/demo/README.md for what the shipped model reaches (en→fi clears 35 here, fi→en does
+# not reach 40). The floors guard against regressions from the measured values.
+CHRF_FLOOR = {"en-fi": 34.0, "fi-en": 31.0}  # measured 35.8 / 32.8 (2026-11-22, step 40,000)
 
 
 def pairs(n: int) -> list[tuple[str, str]]:
