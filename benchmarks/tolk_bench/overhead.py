@@ -12,11 +12,12 @@ import json
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import connect
+
+from .workload import write_json_report
 
 
 def pct(values: list[float], q: float) -> float:
@@ -133,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     levels = [int(x) for x in ns.levels.split(",")]
     report = asyncio.run(measure(ns.model, ns.profile, ns.requests, ns.max_tokens, levels))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if ns.out:
-        Path(ns.out).write_text(text)
+    write_json_report(report, ns.out)
     return 0
 
 

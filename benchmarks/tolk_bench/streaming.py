@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
+from .workload import read_pairs, write_json_report
+
 
 async def one(ws: ClientConnection, rid: str, text: str, source: str, target: str,
               **opts: Any) -> dict[str, Any]:
@@ -98,14 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out")
     ns = ap.parse_args(argv)
     url = ns.url if ns.url.endswith("/v1/stream") else ns.url.rstrip("/") + "/v1/stream"
-    pairs = [tuple(line.split("\t")[:2]) for line in
-             Path(ns.data).read_text(encoding="utf-8").splitlines() if "\t" in line]
-    report = asyncio.run(run(url, pairs, Path(ns.long).read_text(encoding="utf-8").strip(),  # type: ignore[arg-type]
+    pairs = [(p.en, p.fi) for p in read_pairs(Path(ns.data))]
+    report = asyncio.run(run(url, pairs, Path(ns.long).read_text(encoding="utf-8").strip(),
                              ns.n, ns.repeats))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if ns.out:
-        Path(ns.out).write_text(text)
+    write_json_report(report, ns.out)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -115,3 +116,11 @@ def poisson_delays(n: int, rate: float, seed: int = 0, burstiness: float = 1.0) 
 def chunked(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def write_json_report(report: dict[str, Any], out: str | None) -> None:
+    """Print a script's JSON report, and write it to `out` when given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text)
