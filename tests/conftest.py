@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from support.live_server import free_port
 from tolk_server.app import create_app
 from tolk_server.config import Settings
-from tolk_server.fake_engine import FakeEngine
+from tolk_server.echo_engine import EchoEngine
 from tolk_server.profiles import load_profile
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -33,16 +33,16 @@ def wait_ready(client: TestClient, timeout_s: float = 20) -> None:
 
 
 @pytest.fixture
-def fake_engine() -> FakeEngine:
-    return FakeEngine()
+def fake_engine() -> EchoEngine:
+    return EchoEngine()
 
 
 @pytest.fixture
-def make_client(fake_engine: FakeEngine) -> Iterator[object]:
+def make_client(fake_engine: EchoEngine) -> Iterator[object]:
     """Factory: a TestClient over an app with the fake engine and the given settings."""
     clients: list[TestClient] = []
 
-    def make(engine: FakeEngine | None = None, **settings: object) -> TestClient:
+    def make(engine: EchoEngine | None = None, **settings: object) -> TestClient:
         app = create_app(Settings(engine="fake", **settings), engine=engine or fake_engine,
                          profile=TINY_PROFILE)
         client = TestClient(app)
@@ -65,7 +65,7 @@ def fake_server() -> Iterator[str]:
     """
     from support.live_server import serve_in_thread
 
-    app = create_app(Settings(engine="fake"), engine=FakeEngine(token_delay_s=0.002),
+    app = create_app(Settings(engine="fake"), engine=EchoEngine(token_delay_s=0.002),
                      profile=TINY_PROFILE)
     with serve_in_thread(app) as url:
         yield url

@@ -22,7 +22,7 @@ from conftest import TINY_PROFILE
 from support.live_server import serve_in_thread
 from tolk_server.app import create_app
 from tolk_server.config import Settings
-from tolk_server.fake_engine import FakeEngine
+from tolk_server.echo_engine import EchoEngine
 
 pytestmark = pytest.mark.browser
 
@@ -324,7 +324,7 @@ def test_screenshot(tolk_page: Page, fake_server: str) -> None:
 def test_page_asks_for_the_api_key(browser_context: Any) -> None:
     """With API keys configured, the page says so, takes the key, and then works."""
     app = create_app(Settings(engine="fake", api_keys=["k1"], auth_timeout_s=1),
-                     engine=FakeEngine(), profile=TINY_PROFILE)
+                     engine=EchoEngine(), profile=TINY_PROFILE)
     with serve_in_thread(app) as base:
         p = Page(browser_context, base)
         try:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tolk_server import bundle as b
-from tolk_server.bundle_cli import main as bundle_main
+import tolk_bundle as b
+from tolk_bundle.cli import main as bundle_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -288,6 +288,6 @@ def test_tolk_wheel_is_built_and_installs_offline(tmp_path: Path, offline_pip: N
     assert [(i["name"], i["version"]) for i in inst["installed"]] == [("tinya", "1.0"),
                                                                       ("tolk", "0.1.0")], inst
     # the installed bundle module needs nothing beyond the standard library
-    ok = subprocess.run([py, "-m", "tolk_server.bundle", "verify", str(out)],
+    ok = subprocess.run([py, "-m", "tolk_bundle.offline", "verify", str(out)],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stdout + ok.stderr

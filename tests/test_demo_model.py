@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tolk_server.paths import DEMO_DIR
+from tolk_models import DEMO_DIR
 from tolk_server.profiles import render, resolve_profile
 
 pytestmark = [pytest.mark.engine]

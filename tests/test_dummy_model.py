@@ -18,8 +18,8 @@ from tolk_bench.dummy_model import SHAPES, build, hbm_bound_ms
 from tolk_bench.paths import NEWS_DATA, REPO_DIR
 from tolk_server.app import create_app
 from tolk_server.config import Settings
+from tolk_server.echo_engine import EchoEngine
 from tolk_server.engine import GenerationParams
-from tolk_server.fake_engine import FakeEngine
 from tolk_server.profiles import resolve_profile
 
 
@@ -63,7 +63,7 @@ def test_profile_fixes_output_lengths(tiny_dummy: Path) -> None:
     assert not resolve_profile(str(REPO_DIR / "models" / "demo"), None).sampling.ignore_eos
 
 
-class RecordingEngine(FakeEngine):
+class RecordingEngine(EchoEngine):
     def __init__(self) -> None:
         super().__init__()
         self.seen: list[GenerationParams] = []

@@ -26,14 +26,14 @@ from conftest import TINY_PROFILE, wait_ready
 from support.subprocess_server import tolk_serve
 from tolk_server.app import create_app
 from tolk_server.config import Settings
-from tolk_server.fake_engine import FakeEngine
+from tolk_server.echo_engine import EchoEngine
 from tolk_server.keystore import KeyLimits, KeyStore
 
 
 def app_with_keys(tmp_path: Path, **settings: Any) -> tuple[TestClient, KeyStore]:
     store = KeyStore(tmp_path / "keys.json")
     app = create_app(Settings(engine="fake", key_file=store.path, **settings),
-                     engine=FakeEngine(token_delay_s=0.01), profile=TINY_PROFILE)
+                     engine=EchoEngine(token_delay_s=0.01), profile=TINY_PROFILE)
     return TestClient(app), store
 
 

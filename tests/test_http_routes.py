@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from conftest import TINY_PROFILE
 from tolk_server.app import create_app
 from tolk_server.config import Settings
-from tolk_server.fake_engine import FakeEngine
+from tolk_server.echo_engine import EchoEngine
 
 
 def sse_frames(body: str) -> list[dict[str, Any]]:
@@ -88,7 +88,7 @@ def test_languages_health_metrics(make_client: Any) -> None:
 def test_ready_is_503_until_the_engine_loads() -> None:
     gate = asyncio.Event()
 
-    class SlowEngine(FakeEngine):
+    class SlowEngine(EchoEngine):
         async def start(self) -> None:
             await gate.wait()
             await super().start()

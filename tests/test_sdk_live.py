@@ -24,14 +24,14 @@ from support.live_server import free_port, serve_in_thread
 from tolk import AsyncClient, Client, Reconnect, TranslationEventHandler
 from tolk_server.app import create_app
 from tolk_server.config import Settings
-from tolk_server.fake_engine import FakeEngine, fake_translation
+from tolk_server.echo_engine import EchoEngine, echo_translation
 
 FAST = Reconnect(max_attempts=3, backoff=0.01, max_backoff=0.05, jitter=0.0)
 
 
 def rev(text: str) -> str:
     """What the engine double makes of `text` (into fi) under the tiny profile."""
-    return fake_translation(f"<2fi>{text}<sep>")
+    return echo_translation(f"<2fi>{text}<sep>")
 
 
 def ws(url: str) -> str:
@@ -63,9 +63,9 @@ def serve_on(app: Any, port: int) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def slow_server() -> Iterator[tuple[str, FakeEngine]]:
+def slow_server() -> Iterator[tuple[str, EchoEngine]]:
     """A live server whose engine double we can inspect (aborted requests)."""
-    engine = FakeEngine(token_delay_s=0.02)
+    engine = EchoEngine(token_delay_s=0.02)
     app = create_app(Settings(engine="fake", cache_entries=0), engine=engine,
                      profile=TINY_PROFILE)
     with serve_in_thread(app) as url:
@@ -150,7 +150,7 @@ def test_threads_share_one_client(fake_server: str) -> None:
 # -- cancel and timeouts reach the engine ------------------------------------------------------------
 
 
-def test_early_exit_cancels_on_server(slow_server: tuple[str, FakeEngine]) -> None:
+def test_early_exit_cancels_on_server(slow_server: tuple[str, EchoEngine]) -> None:
     url, engine = slow_server
     before = len(engine.aborted)
     with Client(url, timeout=10) as client:
@@ -165,7 +165,7 @@ def test_early_exit_cancels_on_server(slow_server: tuple[str, FakeEngine]) -> No
         wait_for(lambda: engine.running() == 0)
 
 
-async def test_async_task_cancel_cancels_on_server(slow_server: tuple[str, FakeEngine]) -> None:
+async def test_async_task_cancel_cancels_on_server(slow_server: tuple[str, EchoEngine]) -> None:
     url, engine = slow_server
     before = len(engine.aborted)
     async with asyncio.timeout(10):
@@ -185,7 +185,7 @@ async def test_async_task_cancel_cancels_on_server(slow_server: tuple[str, FakeE
 
 def test_api_key_auth() -> None:
     app = create_app(Settings(engine="fake", api_keys=["k"], auth_timeout_s=0.5),
-                     engine=FakeEngine(), profile=TINY_PROFILE)
+                     engine=EchoEngine(), profile=TINY_PROFILE)
     with serve_in_thread(app) as url:
         with Client(url, api_key="k", timeout=10) as client:
             assert client.translate(text="good day", target="fi").translation == rev("good day")
@@ -202,7 +202,7 @@ def test_api_key_auth() -> None:
 
 
 def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = create_app(Settings(engine="fake", api_keys=["env-key"]), engine=FakeEngine(),
+    app = create_app(Settings(engine="fake", api_keys=["env-key"]), engine=EchoEngine(),
                      profile=TINY_PROFILE)
     with serve_in_thread(app) as url:
         monkeypatch.setenv("TOLK_URL", url)
@@ -219,7 +219,7 @@ def test_server_going_away_fails_in_flight_and_reconnects_after_restart() -> Non
     errors: list[BaseException] = []
     client = Client(f"ws://127.0.0.1:{port}", timeout=15, reconnect=FAST)
     try:
-        engine = FakeEngine(token_delay_s=0.05)
+        engine = EchoEngine(token_delay_s=0.05)
         app = create_app(Settings(engine="fake"), engine=engine, profile=TINY_PROFILE)
         with serve_on(app, port):
             assert client.translate(text="first one", target="fi").translation == rev("first one")
@@ -241,7 +241,7 @@ def test_server_going_away_fails_in_flight_and_reconnects_after_restart() -> Non
             client.translate(text="nobody home", target="fi")
         assert time.monotonic() - t0 < 5
         # The server is back on the same port: the next request reconnects.
-        app2 = create_app(Settings(engine="fake"), engine=FakeEngine(), profile=TINY_PROFILE)
+        app2 = create_app(Settings(engine="fake"), engine=EchoEngine(), profile=TINY_PROFILE)
         with serve_on(app2, port):
             assert client.translate(text="back again", target="fi").translation == rev("back again")
             assert client._async._connections[0].opened == 2

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from test_ws_routes import drain
 
+from tolk_server.echo_engine import EchoEngine
 from tolk_server.engine import Delta, GenerationParams
-from tolk_server.fake_engine import FakeEngine
 from tolk_server.glossary import GlossaryStore
 from tolk_server.profiles import Profile
 from tolk_server.sessions import SessionStore, Turn
@@ -26,7 +26,7 @@ RICH = Profile(
 )
 
 
-class RecordingEngine(FakeEngine):
+class RecordingEngine(EchoEngine):
     """Records prompts and peak concurrency; a prompt containing SLOW starts late."""
 
     def __init__(self, token_delay_s: float = 0.0) -> None:
@@ -62,7 +62,7 @@ def chunks(frames: list[dict[str, Any]], kind: str = "token") -> list[str]:
 
 
 def test_word_granularity_never_splits_a_word(make_client: Any) -> None:
-    c = make_client(engine=FakeEngine())
+    c = make_client(engine=EchoEngine())
     with c.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
         ws.send_json(tr("w", "The quick brown fox jumps over the lazy dog", granularity="word"))
@@ -75,7 +75,7 @@ def test_word_granularity_never_splits_a_word(make_client: Any) -> None:
 
 
 def test_segment_granularity_flushes_at_punctuation(make_client: Any) -> None:
-    c = make_client(engine=FakeEngine())
+    c = make_client(engine=EchoEngine())
     text = "one, two. three! four? five; six"
     with c.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -91,7 +91,7 @@ def test_segment_granularity_flushes_at_punctuation(make_client: Any) -> None:
 
 
 def test_segment_flushes_after_max_delay_without_a_boundary(make_client: Any) -> None:
-    c = make_client(engine=FakeEngine(token_delay_s=0.05))
+    c = make_client(engine=EchoEngine(token_delay_s=0.05))
     text = "a" * 30 + " " + "b" * 30
     with c.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -120,9 +120,9 @@ def test_long_input_is_split_translated_in_parallel_and_kept_in_order(make_clien
     seqs = [t["seq"] for t in toks]
     assert seqs == sorted(seqs) and seqs[0] == 0 and seqs[-1] == 4
     # Each sentence translated on its own, joined with the source's white space.
-    from tolk_server.fake_engine import fake_translation
+    from tolk_server.echo_engine import echo_translation
 
-    expected = " ".join(fake_translation(f"<2fi>{s}<sep>") for s in sentences)
+    expected = " ".join(echo_translation(f"<2fi>{s}<sep>") for s in sentences)
     assert done["translation"] == expected
 
 
@@ -230,7 +230,7 @@ def test_several_targets_in_one_request(make_client: Any) -> None:
     from tolk_server.app import create_app
     from tolk_server.config import Settings
 
-    app = create_app(Settings(engine="fake"), engine=FakeEngine(token_delay_s=0.002),
+    app = create_app(Settings(engine="fake"), engine=EchoEngine(token_delay_s=0.002),
                      profile=RICH)
     with TestClient(app) as c, c.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -258,7 +258,7 @@ def test_cancel_with_several_targets_ends_each_target(make_client: Any) -> None:
     from tolk_server.app import create_app
     from tolk_server.config import Settings
 
-    app = create_app(Settings(engine="fake"), engine=FakeEngine(token_delay_s=0.02),
+    app = create_app(Settings(engine="fake"), engine=EchoEngine(token_delay_s=0.02),
                      profile=RICH)
     with TestClient(app) as c, c.websocket_connect("/v1/stream") as ws:
         ws.receive_json()

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from tolk_server.fake_engine import FakeEngine
+from tolk_server.echo_engine import EchoEngine
 
 
 def drain(ws: WebSocketTestSession, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -52,7 +52,7 @@ def test_ready_then_stream(make_client: Any) -> None:
 
 
 def test_fifty_concurrent_ids_on_one_socket(make_client: Any) -> None:
-    client = make_client(engine=FakeEngine(token_delay_s=0.01))
+    client = make_client(engine=EchoEngine(token_delay_s=0.01))
     ids = {f"r{i}" for i in range(50)}
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -91,7 +91,7 @@ def test_stream_false_sends_no_tokens(make_client: Any) -> None:
 
 
 def test_cancel_stops_generation(make_client: Any) -> None:
-    engine = FakeEngine(token_delay_s=0.02)
+    engine = EchoEngine(token_delay_s=0.02)
     client = make_client(engine=engine)
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -110,7 +110,7 @@ def test_cancel_stops_generation(make_client: Any) -> None:
 
 
 def test_cancel_right_behind_translate_still_ends_the_request(make_client: Any) -> None:
-    engine = FakeEngine(token_delay_s=0.01)
+    engine = EchoEngine(token_delay_s=0.01)
     client = make_client(engine=engine)
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -129,7 +129,7 @@ def test_cancel_right_behind_translate_still_ends_the_request(make_client: Any) 
 
 
 def test_disconnect_aborts_engine_requests(make_client: Any) -> None:
-    engine = FakeEngine(token_delay_s=0.02)
+    engine = EchoEngine(token_delay_s=0.02)
     client = make_client(engine=engine)
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
@@ -174,7 +174,7 @@ def test_bad_frames_get_errors_and_the_connection_survives(make_client: Any) -> 
 
 
 def test_duplicate_id_in_flight(make_client: Any) -> None:
-    client = make_client(engine=FakeEngine(token_delay_s=0.02))
+    client = make_client(engine=EchoEngine(token_delay_s=0.02))
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
         ws.send_json(translate("same", "word " * 50))
@@ -190,7 +190,7 @@ def test_duplicate_id_in_flight(make_client: Any) -> None:
 
 
 def test_per_connection_inflight_cap(make_client: Any) -> None:
-    client = make_client(engine=FakeEngine(token_delay_s=0.05), max_inflight_per_connection=2)
+    client = make_client(engine=EchoEngine(token_delay_s=0.05), max_inflight_per_connection=2)
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
         for i in range(3):

@@ -98,7 +98,7 @@ def check_prompt(setup: BenchSetup, text: str, source: str, target: str) -> dict
 
 
 def demo_loadable() -> bool:
-    from tolk_server.paths import DEMO_DIR
+    from tolk_models import DEMO_DIR
 
     return any(DEMO_DIR.glob("*.safetensors")) and (DEMO_DIR / "config.json").is_file()
 
@@ -114,9 +114,8 @@ def make_setup(
     prefix_caching: bool,
     load_format: str = "auto",
 ) -> BenchSetup:
-    from tolk_server.cli import _model_arg
     from tolk_server.config import load_settings
-    from tolk_server.profiles import render, resolve_profile
+    from tolk_server.profiles import model_arg, render, resolve_profile
     from tolk_server.vllm_engine import VllmEngine, engine_args_dict
 
     overrides: dict[str, Any] = {"profile": profile}
@@ -125,7 +124,7 @@ def make_setup(
         raise SystemExit("the demo model (models/demo) has no weights yet: pass --model, e.g. "
                          "the tiny test model: python tests/support/tiny_model.py /tmp/tiny; "
                          "tolk bench --model /tmp/tiny --profile benchmarks/profiles/tiny.toml")
-    model = _model_arg(model, overrides)
+    model = model_arg(model, overrides)
     limit = _position_limit(model)
     if limit is not None and max_model_len > limit:
         print(f"tolk bench: max_model_len {max_model_len} > the model's "

@@ -15,7 +15,8 @@ from typing import Any
 from .clients import TolkSse, WsPool, http_url
 from .runner import Progress
 from .servers import busy_processes, machine_info, raise_fd_limit
-from .suite import Plan, _target_doc, _with_clients, build_points
+from .suite import Plan, build_points
+from .targets import target_doc, with_clients
 
 
 class _NoRender:
@@ -60,8 +61,8 @@ def run_load(url: str, plan: Plan, data: Path, transports: list[str],
         for t in transports:
             name = {"ws": "tolk-ws", "sse": "tolk-sse"}[t.strip()]
             make: Any = ws if name == "tolk-ws" else sse
-            results = asyncio.run(_with_clients(make, warm, points, name, prog))
-            doc["targets"][name] = _target_doc(results, 0.0)
+            results = asyncio.run(with_clients(make, warm, points, name, prog))
+            doc["targets"][name] = target_doc(results, 0.0)
     doc["ratios"] = []
     doc["wall_s"] = time.perf_counter() - t0
     return doc

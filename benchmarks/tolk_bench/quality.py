@@ -12,6 +12,7 @@ from .clients import WsPool
 from .context import BenchSetup
 from .metrics import RequestResult
 from .runner import Point, Progress, run_point
+from .targets import base_url, offline_outputs, tolk_server
 from .workload import RequestSpec, read_pairs
 
 DIRECTIONS = (("en", "fi"), ("fi", "en"))
@@ -110,7 +111,6 @@ def compare(streamed: list[RequestResult], offline: list[str],
 def run_quality(setup: BenchSetup, logs: Path, data: Path, limit: int | None = 100,
                 max_tokens: int = 256, concurrency: int = 8, streams_per_conn: int = 4,
                 progress_enabled: bool = True, split: bool = True) -> dict[str, Any]:
-    from .suite import base_url, offline_outputs, tolk_server
 
     specs, refs = direction_specs(setup, data, limit, max_tokens)
     with Progress(enabled=progress_enabled) as prog:

@@ -4,13 +4,9 @@ another on the same model, machine and prompts; then the front end over the null
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,24 +14,27 @@ from typing import Any
 
 from .clients import OpenAICompletions, RequestFn, TolkSse, WsPool
 from .context import BenchSetup, check_prompt
-from .metrics import RequestResult, compute_metrics, ratio
+from .metrics import ratio
 from .runner import Point, PointResult, Progress, run_point, warm_up
 from .servers import (
     TOLK_BENCH_ENV,
     ServerProcess,
     busy_processes,
-    child_env,
-    free_port,
     machine_info,
-    proc_cpu_s,
     raise_fd_limit,
-    tolk_command,
-    vllm_serve_command,
+)
+from .targets import (
+    SERVED_NAME,
+    base_url,
+    run_raw,
+    target_doc,
+    tolk_server,
+    vllm_server,
+    with_clients,
 )
 from .workload import RequestSpec, long_specs, read_pairs, sentence_specs
 
 TARGETS = ("raw", "vllm-serve", "tolk-ws", "tolk-sse")
-SERVED_NAME = "bench"
 
 
 @dataclass
@@ -83,28 +82,6 @@ def build_points(setup: BenchSetup, plan: Plan, data: Path) -> tuple[list[Reques
     return warm, points
 
 
-def point_record(pr: PointResult) -> dict[str, Any]:
-    ok = [r for r in pr.results if r.success]
-    p = pr.point
-    return {
-        "workload": p.workload,
-        "concurrency": p.concurrency,
-        "rate": p.rate,
-        "requests": len(p.specs),
-        "issued": len(pr.results),
-        "skipped": pr.skipped,
-        "mean_prompt_chars": (sum(s.prompt_chars for s in ok) / len(ok)) if ok else 0,
-        "metrics": compute_metrics(pr.results, pr.duration_s),
-        "server_cpu_s": pr.server_cpu_s,
-        "server_cpu_ms_per_request": (pr.server_cpu_s * 1000 / len(ok)
-                                      if pr.server_cpu_s is not None and ok else None),
-        "samples": {
-            "ttft_ms": [round(r.ttft * 1000, 3) for r in ok],
-            "e2el_ms": [round(r.latency * 1000, 3) for r in ok],
-            "output_tokens": [r.output_tokens for r in ok],
-        },
-    }
-
 
 async def _drive(fn: RequestFn, warm: list[RequestSpec], points: list[Point], name: str,
                  progress: Progress) -> list[PointResult]:
@@ -115,89 +92,11 @@ async def _drive(fn: RequestFn, warm: list[RequestSpec], points: list[Point], na
     return out
 
 
-def run_raw(setup: BenchSetup, warm: list[RequestSpec], points: list[Point], workdir: Path,
-            progress_enabled: bool) -> tuple[list[PointResult], float]:
-    """The raw engine in its own process (python -m tolk_bench.raw)."""
-    job = {"mode": "load", "engine_args": setup.engine_args, "env": setup.env,
-           "sampling": setup.sampling, "warmup": [s.to_json() for s in warm],
-           "points": [p.to_json() for p in points], "progress": progress_enabled,
-           "keep_text": True}
-    out = _raw_job(job, workdir, "raw")
-    results = []
-    for p, d in zip(points, out["points"], strict=True):
-        pr = PointResult(p, [RequestResult.from_json(r) for r in d["results"]], d["duration_s"],
-                         d["skipped"])
-        results.append(pr)
-    return results, float(out["startup_s"])
 
 
-def _raw_job(job: dict[str, Any], workdir: Path, name: str) -> dict[str, Any]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tolk-bench-") as tmp:
-        jpath, opath = Path(tmp) / "job.json", Path(tmp) / "out.json"
-        jpath.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
-        env = child_env(job.get("env"))
-        log = workdir / f"{name}.log"
-        with log.open("wb") as fh:  # engine logs to the log file, progress bars to stderr
-            proc = subprocess.run([sys.executable, "-m", "tolk_bench.raw", str(jpath),
-                                   str(opath)], stdout=fh, env=env, check=False)
-        if proc.returncode != 0 or not opath.exists():
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"{name} engine run failed ({proc.returncode}); log {log}\n{tail}")
-        result: dict[str, Any] = json.loads(opath.read_text(encoding="utf-8"))
-        return result
 
 
-def offline_outputs(setup: BenchSetup, specs: list[RequestSpec], concurrency: int,
-                    workdir: Path) -> tuple[list[str], float]:
-    job = {"mode": "offline", "engine_args": setup.engine_args, "env": setup.env,
-           "sampling": setup.sampling, "specs": [s.to_json() for s in specs],
-           "concurrency": concurrency}
-    out = _raw_job(job, workdir, "offline")
-    return [str(t) for t in out["texts"]], float(out["startup_s"])
 
-
-def tolk_server(setup: BenchSetup, workdir: Path) -> ServerProcess:
-    port = free_port()
-    return ServerProcess("tolk", tolk_command(port, setup.tolk_flags()),
-                         f"http://127.0.0.1:{port}/ready",
-                         child_env({**setup.env, **TOLK_BENCH_ENV}),
-                         workdir / "tolk.log")
-
-
-def vllm_server(setup: BenchSetup, workdir: Path) -> ServerProcess:
-    port = free_port()
-    return ServerProcess("vllm serve", vllm_serve_command(port, setup.engine_args, SERVED_NAME),
-                         f"http://127.0.0.1:{port}/health", child_env(setup.env),
-                         workdir / "vllm-serve.log")
-
-
-def base_url(server: ServerProcess) -> str:
-    return server.ready_url.rsplit("/", 1)[0]
-
-
-async def _with_clients(make: Callable[[int], Awaitable[Any]], warm: list[RequestSpec],
-                        points: list[Point], name: str, progress: Progress,
-                        pid: int | None = None) -> list[PointResult]:
-    """One client (pool) per point, sized to its concurrency; with the server's `pid`, the
-    CPU time its process spent on each point."""
-    out: list[PointResult] = []
-    client = await make(4)
-    try:
-        await warm_up(client.request, warm, 4)
-    finally:
-        await client.close()
-    for p in points:
-        client = await make(p.concurrency or 16)
-        try:
-            cpu0 = proc_cpu_s(pid) if pid else 0.0
-            pr = await run_point(client.request, p, progress, f"{name:<10} {p.label}")
-            if pid:
-                pr.server_cpu_s = proc_cpu_s(pid) - cpu0
-            out.append(pr)
-        finally:
-            await client.close()
-    return out
 
 
 def run_target(name: str, setup: BenchSetup, plan: Plan, warm: list[RequestSpec],
@@ -216,7 +115,7 @@ def run_target(name: str, setup: BenchSetup, plan: Plan, warm: list[RequestSpec]
         return OpenAICompletions(url, SERVED_NAME, c, setup.sampling)
 
     make = {"tolk-ws": ws, "tolk-sse": sse, "vllm-serve": oai}[name]
-    return asyncio.run(_with_clients(make, warm, points, name, progress, server.pid))
+    return asyncio.run(with_clients(make, warm, points, name, progress, server.pid))
 
 
 def ratios(targets: dict[str, Any]) -> list[dict[str, Any]]:
@@ -350,7 +249,7 @@ def run_frontend(opts: dict[str, Any], logs: Path, prog: Progress) -> dict[str, 
 
 def _record(doc: dict[str, Any], texts: dict[str, list[str]], prog: Progress, name: str,
             results: list[PointResult], startup: float) -> None:
-    doc["targets"][name] = _target_doc(results, startup)
+    doc["targets"][name] = target_doc(results, startup)
     texts[name] = _sweep_texts(results)
     prog.log(_one_line(name, doc["targets"][name]))
 
@@ -361,9 +260,6 @@ def _sweep_texts(results: list[PointResult]) -> list[str]:
             return [r.text for r in pr.results]
     return []
 
-
-def _target_doc(results: list[PointResult], startup: float) -> dict[str, Any]:
-    return {"startup_s": startup, "points": [point_record(pr) for pr in results]}
 
 
 def _one_line(name: str, t: dict[str, Any]) -> str:

@@ -9,18 +9,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+
+from tolk_models import DEMO_DIR
 
 from .auth import Authenticator
 from .config import Settings
+from .echo_engine import EchoEngine
 from .engine import Engine
-from .fake_engine import FakeEngine
 from .glossary import GlossaryStore
 from .http_routes import router
 from .keystore import KeyStore
 from .lifecycle import exit_process, watch_engine
 from .metrics import Metrics
-from .paths import DEMO_DIR
 from .profiles import Profile, resolve_profile
 from .state import ServerState
 from .translator import Translator
@@ -28,6 +30,10 @@ from .ws import stream_endpoint
 
 log = logging.getLogger("tolk")
 STATIC_DIR = Path(__file__).parent / "static"
+# The JS client, from its one source file: package data in a wheel (`tolk_server/jsclient`,
+# mapped from clients/js in pyproject), clients/js/index.js in a source tree.
+_WHEEL_JS = Path(__file__).parent / "jsclient" / "index.js"
+JS_CLIENT = _WHEEL_JS if _WHEEL_JS.is_file() else Path(__file__).parents[2] / "clients/js/index.js"
 
 
 def model_path(settings: Settings) -> str:
@@ -35,8 +41,8 @@ def model_path(settings: Settings) -> str:
 
 
 def build_engine(settings: Settings) -> Engine:
-    if settings.engine == "fake":
-        return FakeEngine(token_delay_s=settings.fake_token_delay_ms / 1000)
+    if settings.engine in ("echo", "fake"):
+        return EchoEngine(token_delay_s=settings.fake_token_delay_ms / 1000)
     from .vllm_engine import VllmEngine
 
     return VllmEngine(settings, model_path(settings))
@@ -61,7 +67,7 @@ def create_app(
         translator=translator,
         metrics=metrics,
         auth=Authenticator(settings.api_keys, KeyStore(settings.key_file)),
-        model_name=profile.name if settings.engine != "fake" else "fake",
+        model_name=profile.name if settings.engine == "vllm" else settings.engine,
     )
 
     @asynccontextmanager
@@ -118,5 +124,11 @@ def _mount_static(app: FastAPI) -> None:
         )
     except ImportError:  # pragma: no cover - docs assets are optional
         pass
+    if JS_CLIENT.is_file():
+
+        async def js_client() -> FileResponse:
+            return FileResponse(JS_CLIENT, media_type="text/javascript")
+
+        app.add_api_route("/tolk-client.js", js_client, include_in_schema=False)
     if (STATIC_DIR / "index.html").is_file():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")

@@ -7,17 +7,22 @@ import json
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from .config import Settings, is_loopback, load_settings
+from .profiles import model_arg
+
+log = logging.getLogger("tolk.cli")
 
 
 def _engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (lowest precedence)")
     p.add_argument("--model", help="model directory, HF id, or profile name")
     p.add_argument("--profile", help="prompt profile name or TOML path")
-    p.add_argument("--engine", choices=["vllm", "fake"])
+    p.add_argument("--engine", choices=["vllm", "echo", "fake"],
+                   help="vllm, or echo: the engine double (fake is an alias)")
     p.add_argument("--max-num-seqs", type=int)
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--kv-cache-gib", type=int, help="KV cache size on CPU (GiB)")
@@ -38,25 +43,9 @@ def _settings(ns: argparse.Namespace) -> Settings:
                                  or k in Settings.model_fields}
     overrides = {k: v for k, v in overrides.items() if k in Settings.model_fields}
     if overrides.get("model"):
-        overrides["model"] = _model_arg(overrides["model"], overrides)
+        overrides["model"] = model_arg(overrides["model"], overrides)
     return load_settings(ns.config, **overrides)
 
-
-def _model_arg(value: str, overrides: dict[str, Any]) -> str:
-    """`--model demo` (a profile name with a bundled or default model) or a path/HF id."""
-    from .profiles import builtin_profiles
-
-    if os.path.exists(value):
-        return value
-    profiles = builtin_profiles()
-    if value in profiles:
-        overrides.setdefault("profile", value)
-        from .paths import DEMO_DIR
-
-        if value == "demo":
-            return str(DEMO_DIR)
-        return profiles[value].default_model or value
-    return value
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
@@ -300,14 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     krev.add_argument("key")
     keys.set_defaults(func=cmd_keys)
 
-    from tolk_bench.cli import add_bench_parser
-
-    from .bundle_cli import add_bundle_parser
-
-    add_bundle_parser(sub)
-
-    add_bench_parser(sub)
+    _add_plugin_commands(sub)
     return parser
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    """Subcommands other packages register under the `tolk.commands` entry-point group
+    (`bench`, `bundle`): each entry point is a function that adds its parser to `sub`."""
+    for ep in sorted(entry_points(group="tolk.commands"), key=lambda e: e.name):
+        try:
+            add_parser = ep.load()
+        except ImportError as exc:  # e.g. the bench extra is not installed
+            log.debug("tolk %s unavailable: %s", ep.name, exc)
+            continue
+        add_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-EngineKind = Literal["vllm", "fake"]
+# "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
+EngineKind = Literal["vllm", "echo", "fake"]
 
 
 class Settings(BaseSettings):

@@ -1,4 +1,4 @@
-"""The engine interface. Implementations: `vllm_engine.VllmEngine` and `fake_engine.FakeEngine`."""
+"""The engine interface. Implementations: `vllm_engine.VllmEngine` and `echo_engine.EchoEngine`."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .paths import PROFILE_DIR
+from tolk_models import DEMO_DIR, PROFILE_DIR
 
 TemplateKind = Literal["completion", "chat", "structured"]
 # Renders chat messages to a prompt string (the tokenizer's chat template).
@@ -179,3 +180,16 @@ def _fill(template: str, fields: Mapping[str, str]) -> str:
     for key in ("SRC", "TGT", "src", "tgt"):
         out = out.replace("{" + key + "}", fields[key])
     return out.replace("{text}", fields["text"])
+
+
+def model_arg(value: str, overrides: dict[str, Any]) -> str:
+    """`--model demo` (a profile name with a bundled or default model) or a path/HF id."""
+    if os.path.exists(value):
+        return value
+    profiles = builtin_profiles()
+    if value in profiles:
+        overrides.setdefault("profile", value)
+        if value == "demo":
+            return str(DEMO_DIR)
+        return profiles[value].default_model or value
+    return value

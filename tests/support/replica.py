@@ -14,7 +14,7 @@ import uvicorn
 
 from tolk_server.app import create_app
 from tolk_server.config import Settings
-from tolk_server.fake_engine import FakeEngine
+from tolk_server.echo_engine import EchoEngine
 from tolk_server.profiles import Profile
 
 PROFILE = Profile(
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--token-delay", type=float, default=0.0)
     ns = ap.parse_args()
     settings = Settings(engine="fake", host="127.0.0.1", port=ns.port)
-    app = create_app(settings, engine=FakeEngine(token_delay_s=ns.token_delay), profile=PROFILE)
+    app = create_app(settings, engine=EchoEngine(token_delay_s=ns.token_delay), profile=PROFILE)
     uvicorn.run(app, host="127.0.0.1", port=ns.port, log_level="warning",
                 ws_per_message_deflate=False)
 

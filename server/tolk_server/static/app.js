@@ -1,5 +1,5 @@
 // The tolk browser page: live translation as you type, and a two-party translated chat.
-// Plain ES module, no dependencies beyond the client (tolk-client.js, a copy of clients/js/index.js).
+// Plain ES module, no dependencies beyond the client (tolk-client.js, served from clients/js/index.js).
 import { TolkClient, isAbortError } from './tolk-client.js';
 
 const DEBOUNCE_MS = 250;

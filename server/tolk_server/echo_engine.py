@@ -1,4 +1,4 @@
-"""A fast, deterministic test double of the engine (also the bench's null engine).
+"""The engine double: deterministic, no model (tests, demos of the page, the bench's null engine).
 
 It "translates" by reversing the order of the words and emits 1–4 character
 pieces as tokens, with an optional delay per token.
@@ -13,7 +13,7 @@ from typing import Any
 from .engine import Delta, EngineError, EngineInfo, GenerationParams
 
 
-def fake_translation(prompt: str) -> str:
+def echo_translation(prompt: str) -> str:
     return " ".join(reversed(prompt.split()))
 
 
@@ -21,7 +21,7 @@ def pieces(text: str, size: int = 3) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-class FakeEngine:
+class EchoEngine:
     def __init__(self, token_delay_s: float = 0.0, first_token_delay_s: float = 0.0) -> None:
         self.info = EngineInfo(name="fake", model="fake", version="0")
         self.token_delay_s = token_delay_s
@@ -44,7 +44,7 @@ class FakeEngine:
         self._running.add(request_id)
         finished = False
         try:
-            parts = pieces(fake_translation(prompt))
+            parts = pieces(echo_translation(prompt))
             out = parts[: params.max_tokens]
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)

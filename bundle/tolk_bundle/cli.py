@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import bundle as b
+import tolk_bundle as b
 
 
 def _target_flags(p: argparse.ArgumentParser) -> None:
@@ -200,7 +200,7 @@ def add_bundle_parser(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tolk_server.bundle_cli …` (the same as `tolk bundle …`)."""
+    """`python -m tolk_bundle.cli …` (the same as `tolk bundle …`)."""
     parser = argparse.ArgumentParser(prog="tolk")
     add_bundle_parser(parser.add_subparsers(dest="command", required=True))
     ns = parser.parse_args(argv)
