@@ -7,8 +7,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tolk.protocol import Chunker, OrderedJoiner
-from tolk.protocol.chunking import CJK_PUNCT, SPACED_PUNCT
+from tolk_server.chunking import CJK_PUNCT, SPACED_PUNCT, Chunker
+from tolk_server.reassembly import OrderedJoiner
 from tolk_server.segmenter import split_sentences
 
 ALPHABET = st.sampled_from(

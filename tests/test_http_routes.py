@@ -61,7 +61,7 @@ def test_http_errors_map_to_status_codes(make_client: Any) -> None:
 
 def test_overloaded_is_503_with_retry_after(make_client: Any) -> None:
     c = make_client(max_inflight_total=1)
-    tr = c.app.state.tolk.translator
+    tr = c.app.state.tolk.admission
     tr.inflight = 1  # as if one request held the only slot
     r = c.post("/v1/translate", json={"text": "hello", "source": "en", "target": "fi"})
     assert r.status_code == 503 and r.headers["retry-after"] == "1"

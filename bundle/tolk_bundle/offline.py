@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from tolk import __version__ as TOLK_VERSION
+    from tolk import __version__ as _version
 except ImportError:  # pragma: no cover - running as the standalone tolk-bundle.py
-    TOLK_VERSION = "unknown"
+    _version = "unknown"
+TOLK_VERSION: str = _version
 
 log = logging.getLogger("tolk.bundle")
 

@@ -1,4 +1,4 @@
-"""The ASGI application: wires settings, engine, translator and transports together."""
+"""The ASGI application: wires settings, engine, the request pipeline and transports together."""
 
 from __future__ import annotations
 
@@ -14,18 +14,22 @@ from fastapi.staticfiles import StaticFiles
 
 from tolk_models import DEMO_DIR
 
+from .admission import Admission
 from .auth import Authenticator
 from .config import Settings
 from .echo_engine import EchoEngine
 from .engine import Engine
+from .generation import Generator
 from .glossary import GlossaryStore
 from .http_routes import router
 from .keystore import KeyStore
 from .lifecycle import exit_process, watch_engine
 from .metrics import Metrics
+from .pipeline import Pipeline
+from .planning import Planner
 from .profiles import Profile, resolve_profile
+from .result_cache import ResultCache
 from .state import ServerState
-from .translator import Translator
 from .ws import stream_endpoint
 
 log = logging.getLogger("tolk")
@@ -59,12 +63,16 @@ def create_app(
     owns_engine = engine is None
     engine = engine or build_engine(settings)
     metrics = Metrics()
-    translator = Translator(engine, profile, settings, metrics,
-                            glossaries=GlossaryStore(settings.glossary_file))
+    pipeline = Pipeline(
+        Planner(engine, profile, settings, glossaries=GlossaryStore(settings.glossary_file)),
+        Admission(settings, engine, metrics),
+        Generator(engine, metrics, ResultCache(settings.cache_entries)),
+        metrics,
+    )
     state = ServerState(
         settings=settings,
         engine=engine,
-        translator=translator,
+        pipeline=pipeline,
         metrics=metrics,
         auth=Authenticator(settings.api_keys, KeyStore(settings.key_file)),
         model_name=profile.name if settings.engine == "vllm" else settings.engine,
@@ -101,7 +109,7 @@ async def _start_engine(state: ServerState) -> None:
     try:
         if not state.engine.ready:
             await state.engine.start()
-        await asyncio.to_thread(state.translator.detector.load)
+        await asyncio.to_thread(state.pipeline.planner.detector.load)
         state.engine_ready.set()
         log.info("engine ready: %s", state.model_name)
     except asyncio.CancelledError:

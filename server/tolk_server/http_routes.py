@@ -1,4 +1,5 @@
-"""HTTP routes: translate (JSON or SSE), languages, health, readiness, metrics, docs."""
+"""HTTP routes: translate (JSON or SSE) through the pipeline, languages, health, readiness,
+metrics, docs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from tolk.protocol import (
+    KEY_LIMITS,
+    TERMINAL_TYPES,
     ErrorCode,
+    ErrorFrame,
+    Limit,
     ProtocolError,
     ServerFrame,
     TranslateOptions,
@@ -27,15 +32,15 @@ from .state import ServerState
 router = APIRouter()
 
 HTTP_STATUS: dict[ErrorCode, int] = {
-    "bad_request": 400,
-    "unauthorized": 401,
-    "unsupported_language": 422,
-    "too_large": 413,
-    "duplicate_id": 409,
-    "cancelled": 499,
-    "overloaded": 503,
-    "engine_error": 502,
-    "internal": 500,
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.UNSUPPORTED_LANGUAGE: 422,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.DUPLICATE_ID: 409,
+    ErrorCode.CANCELLED: 499,
+    ErrorCode.OVERLOADED: 503,
+    ErrorCode.ENGINE_ERROR: 502,
+    ErrorCode.INTERNAL: 500,
 }
 
 
@@ -45,17 +50,25 @@ def _state(request: Request) -> ServerState:
 
 
 def error_response(exc: ProtocolError) -> JSONResponse:
+    """The HTTP answer to a rejected request: the status comes from the code and the
+    structured `limit` (a per-key limit is 429), never from the message."""
     status = HTTP_STATUS[exc.code]
-    headers = {"Retry-After": "1"} if exc.code == "overloaded" else None
-    if exc.code == "overloaded" and "limit of this API key" in exc.message:
-        status = 429
-    if exc.code == "unauthorized":
+    headers: dict[str, str] | None = None
+    if exc.code == ErrorCode.OVERLOADED:
+        headers = {"Retry-After": "1"}
+        if exc.limit in KEY_LIMITS:
+            status = 429
+    if exc.code == ErrorCode.UNAUTHORIZED:
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(
         dict(error(exc.code, exc.message, exc.request_id)),
         status_code=status,
         headers=headers,
     )
+
+
+def _frame_error(frame: ErrorFrame) -> ProtocolError:
+    return ProtocolError(frame["code"], frame["message"], frame.get("id"))
 
 
 def _sse(frame: ServerFrame) -> str:
@@ -77,34 +90,32 @@ async def translate(request: Request) -> Response:
     try:
         who = st.auth.authenticate(bearer(request.headers.get("authorization")))
         if who is None:
-            raise ProtocolError("unauthorized", "missing or invalid API key")
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "missing or invalid API key")
         if not st.ready:
-            raise ProtocolError("overloaded", "the server is not ready (loading or draining)")
+            raise ProtocolError(ErrorCode.OVERLOADED,
+                                "the server is not ready (loading or draining)",
+                                limit=Limit.NOT_READY)
         try:
             body: Any = json.loads(await request.body())
         except ValueError as exc:
-            raise ProtocolError("bad_request", f"body is not valid JSON: {exc}") from None
+            raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                f"body is not valid JSON: {exc}") from None
         opts = parse_translate_body(body)
-        tr = st.translator
-        rid = opts.id or tr.new_id()
-        sessions = st.http_sessions(request.headers.get("authorization"))
-        jobs = st.admit(opts, rid, who, sessions)
     except ProtocolError as exc:
-        st.metrics.errors.labels(exc.code).inc()
+        st.pipeline.reject(exc)
+        return error_response(exc)
+    try:
+        sessions = st.http_sessions(request.headers.get("authorization"))
+        run = st.pipeline.submit(opts, who, sessions)
+    except ProtocolError as exc:  # counted by the pipeline
         return error_response(exc)
 
     if opts.stream:
 
         async def events() -> AsyncIterator[str]:
-            try:
-                async with aclosing(tr.stream_many(jobs)) as frames:
-                    async for frame in frames:
-                        yield _sse(frame)
-            except ProtocolError as exc:
-                st.metrics.errors.labels(exc.code).inc()
-                yield _sse(error(exc.code, exc.message, rid))
-            finally:
-                st.release(who)
+            async with run, aclosing(run.events()) as frames:
+                async for frame in frames:
+                    yield _sse(frame)
 
         return StreamingResponse(
             events(),
@@ -113,29 +124,25 @@ async def translate(request: Request) -> Response:
         )
 
     finals: list[ServerFrame] = []
-    try:
-        async with aclosing(tr.stream_many(jobs)) as frames:
-            async for frame in frames:
-                if frame["type"] in ("complete", "error"):
-                    finals.append(frame)
-    except ProtocolError as exc:
-        st.metrics.errors.labels(exc.code).inc()
-        return error_response(exc)
-    finally:
-        st.release(who)
+    async with run, aclosing(run.events()) as frames:
+        async for frame in frames:
+            if frame["type"] in TERMINAL_TYPES:
+                finals.append(frame)
     if opts.targets is None:
+        if finals[0]["type"] == "error":
+            return error_response(_frame_error(finals[0]))
         return JSONResponse(finals[0])
-    return JSONResponse({"id": rid, "results": finals})
+    return JSONResponse({"id": run.id, "results": finals})
 
 
 @router.get("/v1/languages")
 async def languages(request: Request) -> dict[str, Any]:
     st = _state(request)
-    prof = st.translator.profile
+    prof = st.pipeline.profile
     return {
         "model": st.model_name,
         "profile": prof.name,
-        "languages": [{"code": c, "name": prof.languages[c]} for c in st.translator.languages],
+        "languages": [{"code": c, "name": prof.languages[c]} for c in st.pipeline.languages],
         "auto_detect": True,
     }
 

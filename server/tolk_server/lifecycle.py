@@ -24,12 +24,12 @@ SERVICE_RESTART = 1012
 
 async def drain(state: ServerState, timeout_s: float) -> None:
     state.draining = True
-    log.info("draining: %d request(s) in flight", state.translator.inflight)
+    log.info("draining: %d request(s) in flight", state.admission.inflight)
     deadline = time.monotonic() + timeout_s
-    while state.translator.inflight and time.monotonic() < deadline:  # noqa: ASYNC110
+    while state.admission.inflight and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
-    if state.translator.inflight:
-        log.warning("drain timeout: %d request(s) still in flight", state.translator.inflight)
+    if state.admission.inflight:
+        log.warning("drain timeout: %d request(s) still in flight", state.admission.inflight)
     await asyncio.gather(*(c.close(SERVICE_RESTART) for c in list(state.connections)),
                          return_exceptions=True)
 

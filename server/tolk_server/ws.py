@@ -1,4 +1,7 @@
-"""The WebSocket transport for protocol v1 at `/v1/stream`."""
+"""The WebSocket transport for protocol v1 at `/v1/stream`: frames in, pipeline calls, frames out.
+
+The open requests of a connection are a `tolk.protocol.RequestTable` (exactly one terminal
+frame per request and target); the work is the pipeline's (`pipeline.Pipeline`)."""
 
 from __future__ import annotations
 
@@ -13,8 +16,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tolk.protocol import (
     AuthFrame,
     CancelFrame,
+    ErrorCode,
+    ErrorFrame,
+    Limit,
     PingFrame,
     ProtocolError,
+    RequestTable,
+    Route,
     ServerFrame,
     TranslateFrame,
     encode,
@@ -25,9 +33,9 @@ from tolk.protocol import (
 )
 
 from .auth import Principal, bearer
+from .pipeline import Run
 from .sessions import SessionStore
 from .state import ServerState
-from .translator import Job
 
 log = logging.getLogger("tolk.ws")
 POLICY_VIOLATION = 1008
@@ -46,8 +54,7 @@ class Connection:
         self.ws = ws
         self.state = state
         self.principal: Principal | None = None
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.cancel_requested: set[str] = set()
+        self.requests: RequestTable[asyncio.Task[None]] = RequestTable()
         self.out: asyncio.Queue[ServerFrame | None] = asyncio.Queue(
             state.settings.send_queue_frames
         )
@@ -66,8 +73,8 @@ class Connection:
             if self.principal is None:
                 return
             await self.state.engine_ready.wait()
-            tr = self.state.translator
-            await self.send(ready(self.state.model_name, tr.languages, self.state.auth.enabled))
+            await self.send(ready(self.state.model_name, self.state.pipeline.languages,
+                                  self.state.auth.enabled))
             while True:
                 text = await self._receive()
                 if text is None:
@@ -82,10 +89,11 @@ class Connection:
             pass
         finally:
             self.closing = True
-            for task in list(self.tasks.values()):
+            tasks = [entry.value for _, entry in self.requests.items()]
+            for task in tasks:
                 task.cancel()
-            if self.tasks:
-                await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
             writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
@@ -100,12 +108,13 @@ class Connection:
         if header_key is not None:
             who = auth.authenticate(header_key)
             if who is None:
-                await self.close_with_error("unauthorized", "invalid API key", POLICY_VIOLATION)
+                await self.close_with_error(ErrorCode.UNAUTHORIZED, "invalid API key",
+                                            POLICY_VIOLATION)
             return who
         try:
             text = await asyncio.wait_for(self._receive(), self.state.settings.auth_timeout_s)
         except TimeoutError:
-            await self.close_with_error("unauthorized", "authentication timed out",
+            await self.close_with_error(ErrorCode.UNAUTHORIZED, "authentication timed out",
                                         POLICY_VIOLATION)
             return None
         try:
@@ -115,12 +124,12 @@ class Connection:
         who = auth.authenticate(frame.api_key) if isinstance(frame, AuthFrame) else None
         if who is None:
             await self.close_with_error(
-                "unauthorized", "authenticate first with an auth frame and a valid api_key",
+                ErrorCode.UNAUTHORIZED, "authenticate first with an auth frame and a valid api_key",
                 POLICY_VIOLATION,
             )
         return who
 
-    async def close_with_error(self, code: Any, message: str, close_code: int) -> None:
+    async def close_with_error(self, code: ErrorCode, message: str, close_code: int) -> None:
         await self.send_error(ProtocolError(code, message))
         await self.close(close_code)
 
@@ -140,12 +149,14 @@ class Connection:
         if msg["type"] == "websocket.disconnect":
             raise _Closed
         if msg.get("bytes") is not None:
-            await self.send_error(ProtocolError("bad_request", "binary frames are not supported"))
+            await self.send_error(ProtocolError(ErrorCode.BAD_REQUEST,
+                                                "binary frames are not supported"))
             return None
         text: str = msg.get("text") or ""
         limit = self.state.settings.max_frame_bytes
         if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
-            await self.send_error(ProtocolError("too_large", f"frame exceeds {limit} bytes"))
+            await self.send_error(ProtocolError(ErrorCode.TOO_LARGE,
+                                                f"frame exceeds {limit} bytes"))
             return None
         return text
 
@@ -153,99 +164,86 @@ class Connection:
         if isinstance(frame, TranslateFrame):
             await self._start(frame)
         elif isinstance(frame, CancelFrame):
-            task = self.tasks.get(frame.id)
-            if task is None:  # not a request's terminal frame: it answers the cancel frame
-                frame_ = error("bad_request", "no request in flight with this id", frame.id)
-                frame_["about"] = "cancel"
-                self.state.metrics.errors.labels("bad_request").inc()
-                await self.send(frame_)
+            entry = self.requests.request_cancel(frame.id)
+            if entry is None:  # not a request's terminal frame: it answers the cancel frame
+                reply = self.state.pipeline.reject(ProtocolError(
+                    ErrorCode.BAD_REQUEST, "no request in flight with this id", frame.id))
+                reply["about"] = "cancel"
+                await self.send(reply)
             else:
-                self.cancel_requested.add(frame.id)
-                task.cancel()
+                entry.value.cancel()
         elif isinstance(frame, PingFrame):
             await self.send(pong())
         elif isinstance(frame, AuthFrame):
-            await self.send_error(ProtocolError("bad_request", "already authenticated"))
+            await self.send_error(ProtocolError(ErrorCode.BAD_REQUEST, "already authenticated"))
 
     async def _start(self, frame: TranslateFrame) -> None:
         st = self.state
-        tr = st.translator
-        rid = frame.id or tr.new_id()
+        rid = frame.id or st.pipeline.new_id()
         assert self.principal is not None
+        if st.draining:
+            await self.send_error(ProtocolError(
+                ErrorCode.OVERLOADED, "the server is shutting down", rid, limit=Limit.NOT_READY))
+            return
+        if rid in self.requests:
+            await self.send_error(ProtocolError(
+                ErrorCode.DUPLICATE_ID, "a request with this id is in flight", rid))
+            return
         try:
-            if st.draining:
-                raise ProtocolError("overloaded", "the server is shutting down", rid)
-            if rid in self.tasks:
-                raise ProtocolError("duplicate_id", "a request with this id is in flight", rid)
-            if len(self.tasks) >= st.settings.max_inflight_per_connection:
-                raise ProtocolError("overloaded", "too many requests in flight on this "
-                                    "connection", rid)
-            jobs = st.admit(frame, rid, self.principal, self.sessions)
-        except ProtocolError as exc:
-            await self.send_error(exc)
+            run = st.pipeline.submit(frame, self.principal, self.sessions, rid,
+                                     connection_inflight=len(self.requests))
+        except ProtocolError as exc:  # counted by the pipeline
+            await self.send_error(exc, counted=True)
             return
-        task = asyncio.create_task(self._run(rid, jobs))
-        self.tasks[rid] = task
-        task.add_done_callback(lambda t: self._never_ran(rid, jobs, t))
+        task = asyncio.create_task(self._run(run))
+        self.requests.open(rid, task, run.targets, run.tagged)
+        task.add_done_callback(lambda t: self._never_ran(run, t))
 
-    def _never_ran(self, rid: str, jobs: list[Job], task: asyncio.Task[None]) -> None:
+    def _never_ran(self, run: Run, task: asyncio.Task[None]) -> None:
         """A task cancelled before its first step skips `_run` entirely: clean up here."""
-        if self.tasks.get(rid) is not task:
+        entry = self.requests.get(run.id)
+        if entry is None or entry.value is not task:
             return
-        self.tasks.pop(rid, None)
-        assert self.principal is not None
-        self.state.release(self.principal)
-        if rid in self.cancel_requested and not self.closing:
-            for frame in self._cancelled(rid, jobs, {j.target for j in jobs}):
+        run.release()
+        if entry.cancel_requested and not self.closing:
+            for frame in self._cancelled(run.id):
                 with contextlib.suppress(asyncio.QueueFull):
                     self.out.put_nowait(frame)
-        self.cancel_requested.discard(rid)
+        self.requests.close(run.id)
 
-    def _cancelled(self, rid: str, jobs: list[Job], open_targets: set[str]) -> list[ServerFrame]:
+    def _cancelled(self, rid: str) -> list[ErrorFrame]:
         """The terminal frames of a cancelled request: one per target still open."""
-        frames: list[ServerFrame] = []
-        for target in sorted(open_targets):
-            self.state.metrics.requests.labels("cancelled").inc()
-            self.state.metrics.errors.labels("cancelled").inc()
-            frame = error("cancelled", "cancelled by client", rid)
-            if jobs[0].tag_target:
-                frame["target"] = target
-            frames.append(frame)
-        return frames
+        frames = self.requests.end_open(rid, ErrorCode.CANCELLED, "cancelled by client")
+        return self.state.pipeline.end(frames)
 
-    async def _run(self, rid: str, jobs: list[Job]) -> None:
-        open_targets = {j.target for j in jobs}
+    async def _run(self, run: Run) -> None:
+        rid = run.id
         try:
-            async with aclosing(self.state.translator.stream_many(jobs)) as frames:
+            async with run, aclosing(run.events()) as frames:
                 async for frame in frames:
-                    if frame["type"] in ("complete", "error"):
-                        open_targets.discard(str(frame.get("target", "")))
-                    await self.send(frame)
+                    if self.requests.observe(frame) is not Route.DROP:
+                        await self.send(frame)
         except asyncio.CancelledError:
-            if rid in self.cancel_requested and not self.closing:
-                for frame in self._cancelled(rid, jobs, open_targets):
+            entry = self.requests.get(rid)
+            if entry is not None and entry.cancel_requested and not self.closing:
+                for frame in self._cancelled(rid):
                     await self.send(frame)
-        except ProtocolError as exc:
-            await self.send_error(exc)
-        except Exception:
-            log.exception("request %s failed", rid)
-            await self.send_error(ProtocolError("internal", "internal error", rid))
         finally:
-            assert self.principal is not None
-            self.state.release(self.principal)
-            self.cancel_requested.discard(rid)
-            if self.tasks.get(rid) is asyncio.current_task():
-                self.tasks.pop(rid, None)
+            entry = self.requests.get(rid)
+            if entry is not None and entry.value is asyncio.current_task():
+                self.requests.close(rid)
 
     async def send(self, frame: ServerFrame) -> None:
         if not self.closing:
             await self.out.put(frame)
 
-    async def send_error(self, exc: ProtocolError) -> None:
-        self.state.metrics.errors.labels(exc.code).inc()
-        if exc.request_id is not None and exc.code not in ("cancelled",):
-            self.state.metrics.requests.labels("error").inc()
-        await self.send(error(exc.code, exc.message, exc.request_id))
+    async def send_error(self, exc: ProtocolError, counted: bool = False) -> None:
+        """Send the `error` frame for `exc` (counting it unless the pipeline did)."""
+        if counted:
+            frame = error(exc.code, exc.message, exc.request_id)
+        else:
+            frame = self.state.pipeline.reject(exc, request=exc.request_id is not None)
+        await self.send(frame)
 
     async def _writer(self) -> None:
         try:

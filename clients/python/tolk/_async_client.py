@@ -26,7 +26,7 @@ from ._exceptions import BadRequestError, ConnectionError, RequestTooLargeError,
 from ._models import TranslationEventHandler, TranslationResult
 
 if TYPE_CHECKING:
-    from .protocol.chunking import Granularity
+    from .protocol.types import Granularity
 from ._stream import AsyncTranslationStream
 from ._transport import Transport, WebSocketTransport
 from .protocol import ProtocolError, parse_client_frame

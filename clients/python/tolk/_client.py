@@ -19,7 +19,7 @@ from ._stream import TranslationStream
 from ._transport import Transport
 
 if TYPE_CHECKING:
-    from .protocol.chunking import Granularity
+    from .protocol.types import Granularity
 
 __all__ = ["Client"]
 

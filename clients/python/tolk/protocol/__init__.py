@@ -1,7 +1,6 @@
-"""Protocol v1: frame schemas, validation and error codes, with no I/O."""
+"""Protocol v1: frame schemas, validation, error codes and the request table, with no I/O."""
 
-from .chunking import GRANULARITIES, Chunker, Granularity
-from .errors import ProtocolError
+from .errors import KEY_LIMITS, Limit, ProtocolError
 from .frames import (
     AuthFrame,
     CancelFrame,
@@ -19,22 +18,36 @@ from .frames import (
     start,
     token,
 )
-from .reassembly import OrderedJoiner
-from .types import ERROR_CODES, PROTOCOL_VERSION, TERMINAL_TYPES, ErrorCode, ServerFrame
+from .requests import RequestTable, Route
+from .types import (
+    DEFAULT_MAX_DELAY_MS,
+    ERROR_CODES,
+    GRANULARITIES,
+    PROTOCOL_VERSION,
+    TERMINAL_TYPES,
+    ErrorCode,
+    ErrorFrame,
+    Granularity,
+    ServerFrame,
+)
 
 __all__ = [
+    "DEFAULT_MAX_DELAY_MS",
     "ERROR_CODES",
     "GRANULARITIES",
+    "KEY_LIMITS",
     "PROTOCOL_VERSION",
     "TERMINAL_TYPES",
     "AuthFrame",
     "CancelFrame",
-    "Chunker",
     "ErrorCode",
+    "ErrorFrame",
     "Granularity",
-    "OrderedJoiner",
+    "Limit",
     "PingFrame",
     "ProtocolError",
+    "RequestTable",
+    "Route",
     "ServerFrame",
     "TranslateFrame",
     "TranslateOptions",

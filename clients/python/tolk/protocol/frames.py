@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from .chunking import DEFAULT_MAX_DELAY_MS, Granularity
 from .errors import ProtocolError
 from .types import (
+    DEFAULT_MAX_DELAY_MS,
     PROTOCOL_VERSION,
     CompleteFrame,
     ErrorCode,
     ErrorFrame,
+    Granularity,
     PongFrame,
     ReadyFrame,
     SegmentFrame,
@@ -105,7 +106,7 @@ def _describe(err: ValidationError) -> str:
 
 
 def parse_client_frame(data: str | bytes) -> AuthFrame | TranslateFrame | CancelFrame | PingFrame:
-    """Decode one client frame or raise `ProtocolError("bad_request")`.
+    """Decode one client frame or raise `ProtocolError(ErrorCode.BAD_REQUEST)`.
 
     The error carries the frame's `id` when one could be read, so the client
     can match it to its request.
@@ -113,35 +114,38 @@ def parse_client_frame(data: str | bytes) -> AuthFrame | TranslateFrame | Cancel
     try:
         obj: Any = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("bad_request", f"frame is not valid JSON: {exc}") from None
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"frame is not valid JSON: {exc}") from None
     except RecursionError:
-        raise ProtocolError("bad_request", "frame is nested too deeply") from None
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is nested too deeply") from None
     if not isinstance(obj, dict):
-        raise ProtocolError("bad_request", "frame must be a JSON object")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
     raw_id = obj.get("id")
     rid = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= ID_MAX else None
     kind = obj.get("type")
     if kind not in CLIENT_TYPES:
         raise ProtocolError(
-            "bad_request", f"unknown frame type {kind!r}; expected one of {CLIENT_TYPES}", rid
+            ErrorCode.BAD_REQUEST,
+            f"unknown frame type {kind!r}; expected one of {CLIENT_TYPES}", rid,
         )
     try:
         return _CLIENT_FRAME.validate_python(obj)
     except ValidationError as exc:
-        raise ProtocolError("bad_request", f"invalid {kind} frame: {_describe(exc)}", rid) from None
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid {kind} frame: {_describe(exc)}",
+                            rid) from None
 
 
 def parse_translate_body(obj: Any) -> TranslateOptions:
     """Validate an HTTP `POST /v1/translate` body (the translate frame without `type`)."""
     if not isinstance(obj, dict):
-        raise ProtocolError("bad_request", "body must be a JSON object")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "body must be a JSON object")
     obj = {k: v for k, v in obj.items() if k != "type"}
     raw_id = obj.get("id")
     rid = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= ID_MAX else None
     try:
         return TranslateOptions.model_validate(obj)
     except ValidationError as exc:
-        raise ProtocolError("bad_request", f"invalid request: {_describe(exc)}", rid) from None
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid request: {_describe(exc)}",
+                            rid) from None
 
 
 def encode(frame: Any) -> str:

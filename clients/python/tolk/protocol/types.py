@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal, NotRequired, TypedDict
 
 PROTOCOL_VERSION = 1
 
-ErrorCode = Literal[
-    "bad_request",
-    "unauthorized",
-    "unsupported_language",
-    "too_large",
-    "duplicate_id",
-    "cancelled",
-    "overloaded",
-    "engine_error",
-    "internal",
-]
-ERROR_CODES: tuple[ErrorCode, ...] = (
-    "bad_request",
-    "unauthorized",
-    "unsupported_language",
-    "too_large",
-    "duplicate_id",
-    "cancelled",
-    "overloaded",
-    "engine_error",
-    "internal",
-)
+# How streamed text is cut into frames (the chunker itself is server code).
+Granularity = Literal["token", "word", "segment"]
+GRANULARITIES: tuple[Granularity, ...] = ("token", "word", "segment")
+DEFAULT_MAX_DELAY_MS = 300
+
+
+
+class ErrorCode(StrEnum):
+    """The `code` of an `error` frame (a str enum: each member is its wire value)."""
+
+    BAD_REQUEST = "bad_request"
+    UNAUTHORIZED = "unauthorized"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
+    TOO_LARGE = "too_large"
+    DUPLICATE_ID = "duplicate_id"
+    CANCELLED = "cancelled"
+    OVERLOADED = "overloaded"
+    ENGINE_ERROR = "engine_error"
+    INTERNAL = "internal"
+
+
+ERROR_CODES: tuple[ErrorCode, ...] = tuple(ErrorCode)
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
@@ -105,4 +106,6 @@ class PongFrame(TypedDict):
 ServerFrame = (
     ReadyFrame | StartFrame | TokenFrame | SegmentFrame | CompleteFrame | ErrorFrame | PongFrame
 )
-TERMINAL_TYPES = frozenset({"complete", "error"})
+# The frames that end a request (one per target): the only definition of this set. The JS
+# client's `TERMINAL_TYPES` (clients/js/index.js) is checked against it by tests/test_protocol.py.
+TERMINAL_TYPES: frozenset[str] = frozenset({"complete", "error"})

@@ -6,17 +6,13 @@ caller, so this needs no clock.
 
 from __future__ import annotations
 
-from typing import Literal
-
-Granularity = Literal["token", "word", "segment"]
-GRANULARITIES: tuple[Granularity, ...] = ("token", "word", "segment")
+from tolk.protocol import DEFAULT_MAX_DELAY_MS, Granularity
 
 # Sentence or clause punctuation that closes a segment when followed by white space.
 SPACED_PUNCT = frozenset(".!?;:,…")
 # CJK punctuation closes a segment on its own (CJK text has no spaces).
 CJK_PUNCT = frozenset("。！？，、；：")
 MIN_SEGMENT_CHARS = 40
-DEFAULT_MAX_DELAY_MS = 300
 
 
 def _skip_space(buf: str, j: int) -> int:

@@ -1,0 +1,114 @@
+"""Admission: the one owner of every limit a request must pass, checked once per request.
+
+Global (requests in flight on the server, the engine alive), per connection (WebSocket), and
+per API key (concurrent streams, requests per minute, characters per day). A refusal is an
+`overloaded` `ProtocolError` whose `limit` says which one (transports map it, e.g. to 429).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from tolk.protocol import ErrorCode, Limit, ProtocolError
+
+from .auth import Principal
+from .config import Settings
+from .engine import Engine
+from .keystore import KeyLimits
+from .metrics import Metrics
+
+
+@dataclass
+class _Usage:
+    recent: deque[float] = field(default_factory=deque)
+    day: int = -1
+    chars: int = 0
+    streams: int = 0
+
+
+class KeyLimiter:
+    def __init__(self) -> None:
+        self._usage: dict[str, _Usage] = {}
+
+    def acquire(self, key_id: str, limits: KeyLimits, chars: int, rid: str,
+                now: float | None = None) -> None:
+        """Count one request against the key, or raise `overloaded`."""
+        now = time.time() if now is None else now
+        u = self._usage.setdefault(key_id, _Usage())
+        if limits.concurrent_streams is not None and u.streams >= limits.concurrent_streams:
+            raise ProtocolError(ErrorCode.OVERLOADED, "concurrent stream limit of this API key",
+                                rid, limit=Limit.KEY_CONCURRENT, retry_after=1)
+        if limits.requests_per_minute is not None:
+            while u.recent and now - u.recent[0] >= 60:
+                u.recent.popleft()
+            if len(u.recent) >= limits.requests_per_minute:
+                raise ProtocolError(ErrorCode.OVERLOADED, "request rate limit of this API key", rid,
+                                    limit=Limit.KEY_RATE,
+                                    retry_after=max(1, int(60 - (now - u.recent[0])) + 1))
+        day = int(now // 86400)
+        if day != u.day:
+            u.day, u.chars = day, 0
+        if limits.chars_per_day is not None and u.chars + chars > limits.chars_per_day:
+            raise ProtocolError(ErrorCode.OVERLOADED, "daily character limit of this API key", rid,
+                                limit=Limit.KEY_CHARS, retry_after=(day + 1) * 86400 - int(now))
+        if limits.requests_per_minute is not None:
+            u.recent.append(now)
+        u.chars += chars
+        u.streams += 1
+
+    def release(self, key_id: str) -> None:
+        u = self._usage.get(key_id)
+        if u is not None and u.streams > 0:
+            u.streams -= 1
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What an admitted request holds until `Admission.release`."""
+
+    key_id: str
+    slots: int
+    released: bool = False
+
+
+class Admission:
+    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.keys = KeyLimiter()
+        self.inflight = 0  # jobs (one per target) admitted and not yet released
+
+    def admit(self, who: Principal, rid: str, slots: int, chars: int,
+              connection_inflight: int | None = None) -> Ticket:
+        """Admit a request of `slots` jobs and `chars` characters, or raise `ProtocolError`.
+        `connection_inflight`: requests already in flight on the caller's connection."""
+        s = self.settings
+        if self.engine.dead:
+            raise ProtocolError(ErrorCode.ENGINE_ERROR, "the engine is not running", rid)
+        if (connection_inflight is not None
+                and connection_inflight >= s.max_inflight_per_connection):
+            raise ProtocolError(ErrorCode.OVERLOADED,
+                                "too many requests in flight on this connection", rid,
+                                limit=Limit.CONNECTION, retry_after=1)
+        if self.inflight + slots > s.max_inflight_total:
+            raise ProtocolError(ErrorCode.OVERLOADED, "server is at capacity; retry shortly", rid,
+                                limit=Limit.SERVER_CAPACITY, retry_after=1)
+        limits = who.limits
+        if limits.concurrent_streams is None:
+            limits = limits.model_copy(update={"concurrent_streams": s.max_inflight_per_key})
+        self.keys.acquire(who.key_id, limits, chars, rid)
+        self.inflight += slots
+        self.metrics.inflight.inc(slots)
+        return Ticket(who.key_id, slots)
+
+    def release(self, ticket: Ticket) -> None:
+        """Give back what `admit` took (idempotent)."""
+        if ticket.released:
+            return
+        ticket.released = True
+        self.inflight -= ticket.slots
+        self.metrics.inflight.dec(ticket.slots)
+        self.keys.release(ticket.key_id)

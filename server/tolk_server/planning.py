@@ -1,0 +1,167 @@
+"""Planning: a validated request becomes jobs (one per target), ready for the engine.
+
+Validation against what is served, source-language detection, glossary, session context,
+sentence split, prompt rendering and the result-cache key. No I/O, no engine calls.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from tolk.protocol import ErrorCode, Granularity, ProtocolError, TranslateOptions
+
+from .config import Settings
+from .engine import Engine, GenerationParams
+from .glossary import GlossaryStore, relevant_terms
+from .langdetect import LanguageDetector
+from .profiles import PriorTurn, Profile, render
+from .result_cache import cache_key
+from .segmenter import split_sentences
+from .sessions import SessionStore
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One sentence of the input: its surrounding white space is kept verbatim."""
+
+    lead: str
+    text: str
+    trail: str
+    prompt: str
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    request_id: str
+    text: str
+    source: str
+    target: str
+    stream: bool
+    granularity: Granularity
+    max_delay_ms: float
+    params: GenerationParams
+    parts: tuple[Part, ...]
+    t0: float
+    key: str
+    tag_target: bool = False
+    session: str | None = None
+    sessions: SessionStore | None = None
+    context: tuple[PriorTurn, ...] = ()
+    glossary: dict[str, str] = field(default_factory=dict)
+    prompt: str = ""
+
+
+class Planner:
+    def __init__(
+        self,
+        engine: Engine,
+        profile: Profile,
+        settings: Settings,
+        detector: LanguageDetector | None = None,
+        glossaries: GlossaryStore | None = None,
+    ) -> None:
+        self.profile = profile
+        self.settings = settings
+        self.engine = engine  # for its model name and chat template (known once loaded)
+        self.detector = detector or LanguageDetector(list(profile.languages))
+        self.glossaries = glossaries
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self.profile.languages)
+
+    def plan(
+        self,
+        opts: TranslateOptions,
+        rid: str,
+        t0: float | None = None,
+        sessions: SessionStore | None = None,
+    ) -> list[Job]:
+        """Validate a request and render its prompts (one job per target), or raise
+        `ProtocolError`: language detection, glossary, session context, sentence split,
+        prompt rendering and cache key."""
+        t0 = time.perf_counter() if t0 is None else t0
+        if not opts.text.strip():
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "text must not be empty", rid)
+        if len(opts.text) > self.settings.max_text_chars:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"text has {len(opts.text)} characters; the limit is "
+                f"{self.settings.max_text_chars}",
+                rid,
+            )
+        langs = self.profile.languages
+        for tgt in opts.target_list:
+            if tgt not in langs:
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED_LANGUAGE,
+                    f"target {tgt!r} is not served; languages: {self.languages}", rid,
+                )
+        source = opts.source
+        if source in (None, "auto"):
+            source = self.detector.detect(opts.text)
+            if source is None:
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED_LANGUAGE,
+                    "could not detect the source language; pass `source`", rid,
+                )
+        if source not in langs:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_LANGUAGE,
+                f"source {source!r} is not served; languages: {self.languages}", rid,
+            )
+        glossary = self._glossary(opts, rid)
+        context: tuple[PriorTurn, ...] = ()
+        if opts.session and sessions is not None:
+            context = tuple(sessions.context(opts.session))
+        s = self.profile.sampling
+        params = GenerationParams(
+            max_tokens=min(opts.max_tokens or s.max_tokens, self.settings.max_model_len or 8192),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            repetition_penalty=s.repetition_penalty,
+            stop=tuple(self.profile.stop),
+            ignore_eos=s.ignore_eos,
+        )
+        sentences = split_sentences(opts.text, source) if opts.split else [opts.text]
+        multi = opts.targets is not None
+        jobs = []
+        for tgt in opts.target_list:
+            ctx = tuple(t for t in context if t.target_lang == tgt)
+            parts = tuple(self._part(s_, source, tgt, ctx, glossary) for s_ in sentences)
+            key = cache_key(text=opts.text, source=source, target=tgt, model=self.engine.info.model,
+                            profile=self.profile.name, glossary=sorted(glossary.items()),
+                            context=[(t.source, t.translation) for t in ctx],
+                            split=opts.split, max_tokens=params.max_tokens)
+            jobs.append(Job(
+                id=rid, request_id=uuid.uuid4().hex, text=opts.text, source=source, target=tgt,
+                stream=opts.stream, granularity=opts.granularity,
+                max_delay_ms=float(opts.max_delay_ms), params=params, parts=parts, t0=t0,
+                key=key, tag_target=multi, session=opts.session, sessions=sessions,
+                context=ctx, glossary=glossary, prompt=parts[0].prompt,
+            ))
+        return jobs
+
+    def _glossary(self, opts: TranslateOptions, rid: str) -> dict[str, str]:
+        terms: dict[str, str] = {}
+        if opts.glossary_id is not None:
+            named = self.glossaries.get(opts.glossary_id) if self.glossaries else None
+            if named is None:
+                raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                    f"no glossary named {opts.glossary_id!r}", rid)
+            terms.update(named)
+        terms.update(opts.glossary or {})
+        return terms
+
+    def _part(self, sentence: str, source: str, target: str, ctx: tuple[PriorTurn, ...],
+              glossary: dict[str, str]) -> Part:
+        core = sentence.strip()
+        lead = sentence[: len(sentence) - len(sentence.lstrip())]
+        trail = sentence[len(lead) + len(core):]
+        terms = relevant_terms(glossary, core) if glossary else None
+        prompt = render(self.profile, core, source, target, self.engine.chat_template,
+                        context=ctx, glossary=terms)
+        return Part(lead, core, trail, prompt)
