@@ -28,6 +28,7 @@ test: install system-deps lint typecheck pytest jstest
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

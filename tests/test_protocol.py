@@ -103,3 +103,36 @@ def test_server_frames_round_trip_as_compact_utf8() -> None:
 def test_error_frame_without_id_has_no_id_key() -> None:
     assert "id" not in error("bad_request", "x")
     assert set(ERROR_CODES) >= {"bad_request", "unauthorized", "cancelled", "overloaded"}
+
+
+def test_js_client_terminal_types_match_the_protocol() -> None:
+    import re
+    from pathlib import Path
+
+    from tolk.protocol import TERMINAL_TYPES
+
+    js = (Path(__file__).resolve().parents[1] / "clients" / "js" / "index.js").read_text()
+    m = re.search(r"export const TERMINAL_TYPES = Object\.freeze\(\[([^\]]*)\]\)", js)
+    assert m, "clients/js/index.js must export TERMINAL_TYPES"
+    assert set(re.findall(r"'(\w+)'", m.group(1))) == set(TERMINAL_TYPES)
+
+
+def test_request_table_one_terminal_frame_per_target() -> None:
+    from tolk.protocol import ErrorCode, ProtocolError, RequestTable, Route
+
+    table: RequestTable[str] = RequestTable()
+    table.open("a", "task", ["fi", "sv"], tagged=True)
+    with pytest.raises(ProtocolError) as exc:
+        table.open("a", "again")
+    assert exc.value.code == ErrorCode.DUPLICATE_ID
+    assert table.observe({"type": "start", "id": "a", "target": "fi"}) is Route.DELIVER
+    assert table.observe({"type": "complete", "id": "a", "target": "fi"}) is Route.DELIVER
+    assert table.observe({"type": "complete", "id": "a", "target": "fi"}) is Route.DROP
+    assert table.request_cancel("a") is not None and table.request_cancel("b") is None
+    ends = table.end_open("a", ErrorCode.CANCELLED, "cancelled by client")
+    assert [(f["code"], f.get("target")) for f in ends] == [("cancelled", "sv")]
+    assert table.observe({"type": "error", "id": "a", "target": "sv", "code": "x"}) is Route.DROP
+    assert table.observe({"type": "pong"}) is Route.OTHER
+    table.open("b", "t")
+    assert table.observe({"type": "error", "id": "b", "code": "internal"}) is Route.LAST
+    assert table.close("b") is not None and "b" not in table and len(table) == 1

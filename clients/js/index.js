@@ -16,10 +16,11 @@
 // flight with a `TolkConnectionError`; the client reconnects in the background (exponential
 // backoff with jitter) and the next request uses the new connection.
 //
-// NOTE: server/tolk_server/static/tolk-client.js is an exact copy of this file (the browser
-// page imports it); tests/test_static_sync.py checks that they stay identical.
+// The server serves this file itself as /tolk-client.js (the browser page imports it).
 
 export const PROTOCOL_VERSION = 1;
+/** The frames that end a request (tolk.protocol.TERMINAL_TYPES; tests/test_protocol.py checks). */
+export const TERMINAL_TYPES = Object.freeze(['complete', 'error']);
 
 const OPEN = 1; // WebSocket.OPEN
 const NORMAL_CLOSURE = 1000;
@@ -451,12 +452,16 @@ export class TolkClient {
       case 'segment': // with granularity 'segment' (or 'word'): a readable chunk of text
         if (!req._terminal) req._push(frame.text);
         break;
+      default:
+        break;
+    }
+    if (!TERMINAL_TYPES.includes(frame.type)) return;
+    this._requests.delete(req.id);
+    switch (frame.type) {
       case 'complete':
-        this._requests.delete(req.id);
         req._finish(frame);
         break;
       case 'error':
-        this._requests.delete(req.id);
         if (frame.code === 'cancelled') {
           req._fail(new TolkAbortError(frame.message ?? 'cancelled', { id: req.id, frame }));
         } else {

@@ -20,13 +20,13 @@ from ._exceptions import (
     error_from_frame,
 )
 from ._transport import Transport, TransportClosed, TransportConnectError, WireConnection
+from .protocol.requests import Entry, RequestTable, Route
 
 log = logging.getLogger("tolk")
 
 #: What a request's queue carries: a server frame (dict) or the error that ends the request.
 Item = dict[str, Any] | TolkError
 
-_TERMINAL = frozenset({"complete", "error"})
 _PING = '{"type":"ping"}'
 
 
@@ -41,11 +41,7 @@ class ConnectionSettings:
     heartbeat_timeout: float
 
 
-@dataclass(slots=True)
-class _Pending:
-    queue: asyncio.Queue[Item]
-    size: int = 0
-    started: bool = False
+_Pending = Entry[asyncio.Queue[Item]]  # a request's queue, and whether it started (and size)
 
 
 class _ConnectFailed(Exception):
@@ -66,7 +62,7 @@ class Connection:
         self.index = index
         self.settings = settings
         self._on_release = on_release
-        self.pending: dict[str, _Pending] = {}
+        self.pending: RequestTable[asyncio.Queue[Item]] = RequestTable()
         self.ready_frame: dict[str, Any] | None = None
         #: How many times a connection was opened (1 after the first connect).
         self.opened = 0
@@ -90,11 +86,12 @@ class Connection:
 
     def register(self, rid: str) -> asyncio.Queue[Item]:
         queue: asyncio.Queue[Item] = asyncio.Queue()
-        self.pending[rid] = _Pending(queue)
+        self.pending.close(rid)  # a reused id replaces the old request
+        self.pending.open(rid, queue)
         return queue
 
     def _release(self, rid: str) -> _Pending | None:
-        entry = self.pending.pop(rid, None)
+        entry = self.pending.close(rid)
         if entry is not None:
             self._on_release()
         return entry
@@ -247,14 +244,13 @@ class Connection:
     def _route(self, wire: WireConnection, frame: dict[str, Any]) -> None:
         rid = frame.get("id")
         kind = frame.get("type")
-        entry = self.pending.get(rid) if isinstance(rid, str) else None
-        if entry is not None:
+        entry = self.pending.get(rid)
+        route = self.pending.observe(frame)
+        if entry is not None and route is not Route.DROP:
             assert isinstance(rid, str)
-            if kind == "start":
-                entry.started = True
-            elif kind in _TERMINAL:
+            if route is Route.LAST:
                 self._release(rid)
-            entry.queue.put_nowait(frame)
+            entry.value.put_nowait(frame)
         elif kind == "error" and rid is None:
             self._unrouted_error(wire, frame)
         # Anything else (pong, frames for abandoned requests) only refreshed `_last_rx`.
@@ -272,7 +268,7 @@ class Connection:
                 entry = self._release(rid)
                 if entry is not None:
                     exc.request_id = rid
-                    entry.queue.put_nowait(exc)
+                    entry.value.put_nowait(exc)
         else:
             log.warning("server error without a request id: %s", exc)
 
@@ -316,7 +312,7 @@ class Connection:
                     err: TolkError = type(exc)(exc.message, code=exc.code, request_id=rid)
                 else:
                     err = type(exc)(exc.message, request_id=rid)
-                entry.queue.put_nowait(err)
+                entry.value.put_nowait(err)
 
     # -- closing ---------------------------------------------------------------------------
 

@@ -89,7 +89,7 @@ class RequestTable(Generic[V]):
         kind = frame.get("type")
         if kind == "start":
             entry.started = True
-        if kind not in TERMINAL_TYPES or frame.get("about") == "cancel":
+        if kind not in TERMINAL_TYPES:
             return Route.DELIVER
         target = str(frame.get("target", "")) if entry.tagged else ""
         if target in entry.ended_targets:
