@@ -1,6 +1,8 @@
 // Types for @tolk/client — the tolk translation server client, protocol v1 (`/v1/stream`).
 
 export declare const PROTOCOL_VERSION: 1;
+/** The frames that end a request. */
+export declare const TERMINAL_TYPES: readonly ["complete", "error"];
 
 /** Error codes the server sends, plus the client's own. */
 export type ServerErrorCode =
