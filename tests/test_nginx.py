@@ -154,7 +154,8 @@ def cluster() -> Iterator[Cluster]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         ports = [free_port(), free_port()]
-        env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])])}
         replicas = {}
         for p in ports:
             log = (tmp / f"replica-{p}.log").open("wb")

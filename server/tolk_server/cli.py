@@ -300,7 +300,7 @@ def _add_plugin_commands(sub: Any) -> None:
         try:
             add_parser = ep.load()
         except ImportError as exc:  # e.g. the bench extra is not installed
-            log.debug("tolk %s unavailable: %s", ep.name, exc)
+            log.warning("`tolk %s` is unavailable: %s", ep.name, exc)
             continue
         add_parser(sub)
 

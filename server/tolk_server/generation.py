@@ -105,7 +105,6 @@ class Generator:
         latency = (time.perf_counter() - job.t0) * 1000
         self.metrics.duration.observe(latency / 1000)
         self.metrics.output_tokens.inc(out.tokens)
-        self.metrics.requests.labels("complete").inc()
         if cached is None and finish == "stop":
             self.cache.put(job.key, CachedResult(translation, out.tokens))
         if job.session and job.sessions is not None:
