@@ -21,7 +21,7 @@ class BenchSetup:
 
     @property
     def sampling(self) -> dict[str, Any]:
-        """Sampling as tolk's translator sets it (server/tolk_server/translator.py)."""
+        """Sampling as tolk's planner sets it (server/tolk_server/planning.py)."""
         s = self.profile.sampling
         return {"temperature": s.temperature, "top_p": s.top_p,
                 "repetition_penalty": s.repetition_penalty,
