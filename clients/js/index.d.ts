@@ -129,6 +129,10 @@ export interface TranslateOptions {
   max_tokens?: number;
   /** Alias of `max_tokens`. */
   maxTokens?: number;
+  /** `'html'`: translate the text of an HTML fragment, keep its markup byte for byte. */
+  format?: 'text' | 'html';
+  /** Surrounding text that helps the model (not translated). */
+  context?: string;
   /** Aborting cancels the request on the server; the iterator throws a `TolkAbortError`. */
   signal?: AbortSignal;
   /** Cancel and fail with code `timeout` after this many milliseconds. */

@@ -58,6 +58,12 @@ class KeyLimiter:
         u.chars += chars
         u.streams += 1
 
+    def chars_today(self, key_id: str, now: float | None = None) -> int:
+        """Characters this key has used today (UTC day), for usage reports."""
+        u = self._usage.get(key_id)
+        now = time.time() if now is None else now
+        return u.chars if u is not None and u.day == int(now // 86400) else 0
+
     def release(self, key_id: str) -> None:
         u = self._usage.get(key_id)
         if u is not None and u.streams > 0:

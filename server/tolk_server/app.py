@@ -16,6 +16,7 @@ from tolk_models import DEMO_DIR
 
 from .admission import Admission
 from .auth import Authenticator
+from .compat import router as compat_router
 from .config import Settings
 from .echo_engine import EchoEngine
 from .engine import Engine
@@ -93,13 +94,18 @@ def create_app(
     app = FastAPI(
         title="tolk",
         version="0.1.0",
-        description="Real-time translation server. WebSocket protocol v1 at /v1/stream.",
+        description=(
+            "Real-time translation server. WebSocket protocol v1 at /v1/stream; "
+            "`POST /v1/translate` over HTTP. Drop-in LibreTranslate (`/translate`, `/detect`, "
+            "`/languages`) and DeepL v2 (`/v2/...`) APIs on the same keys and models."
+        ),
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.tolk = state
     app.include_router(router)
+    app.include_router(compat_router)
     app.add_api_websocket_route("/v1/stream", stream_endpoint)
     _mount_static(app)
     return app

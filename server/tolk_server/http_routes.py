@@ -27,6 +27,7 @@ from tolk.protocol import (
 )
 
 from .auth import bearer
+from .openapi_examples import COMPLETE_EXAMPLE, TRANSLATE_EXAMPLES
 from .state import ServerState
 
 router = APIRouter()
@@ -80,12 +81,21 @@ def _sse(frame: ServerFrame) -> str:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": TranslateOptions.model_json_schema()}},
-        }
+            "content": {"application/json": {
+                "schema": TranslateOptions.model_json_schema(),
+                "examples": TRANSLATE_EXAMPLES,
+            }},
+        },
+        "responses": {"200": {"description": "The `complete` frame (JSON), or with "
+                              "`\"stream\": true` / `Accept: text/event-stream` an event "
+                              "stream of v1 frames.",
+                              "content": {"application/json": {"example": COMPLETE_EXAMPLE},
+                                          "text/event-stream": {}}}},
     },
 )
 async def translate(request: Request) -> Response:
-    """Translate text. `"stream": true` answers with Server-Sent Events carrying v1 frames."""
+    """Translate text. JSON by default; `"stream": true` or `Accept: text/event-stream`
+    answers with Server-Sent Events carrying v1 frames."""
     st = _state(request)
     try:
         who = st.auth.authenticate(bearer(request.headers.get("authorization")))
@@ -100,6 +110,10 @@ async def translate(request: Request) -> Response:
         except ValueError as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST,
                                 f"body is not valid JSON: {exc}") from None
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        if isinstance(body, dict):  # an explicit `stream` wins over the Accept header
+            sse = body.get("stream") is True or (sse and body.get("stream") is not False)
+            body = {**body, "stream": sse}
         opts = parse_translate_body(body)
     except ProtocolError as exc:
         st.pipeline.reject(exc)

@@ -43,3 +43,14 @@ class LanguageDetector:
             return None
         lang = self._detector.detect_language_of(text[:DETECT_CHARS])
         return None if lang is None else self._by_lingua.get(lang)
+
+    def confidences(self, text: str) -> list[tuple[str, float]]:
+        """(code, confidence 0–1) for the served languages, most likely first."""
+        if len(self.codes) == 1:
+            return [(self.codes[0], 1.0)]
+        self.load()
+        if self._detector is None:
+            return []
+        values = self._detector.compute_language_confidence_values(text[:DETECT_CHARS])
+        return [(self._by_lingua[v.language], float(v.value)) for v in values
+                if v.language in self._by_lingua]

@@ -9,6 +9,8 @@ A transport validates a request with the protocol core, then:
 
 `events()` never raises a `ProtocolError`: a failure becomes the request's terminal `error`
 frame. Every terminal frame (and every rejection) is counted in the metrics here, and only here.
+Markup (`format: "html"`, or a compatible API's `tag_handling`) runs through `markup_jobs`;
+`submit_many` admits a list of texts (the compatible APIs) as one request.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from tolk.protocol import (
 from .admission import Admission, Ticket
 from .auth import Principal
 from .generation import Generator
+from .markup import MarkupMode
+from .markup_jobs import markup_frames
 from .metrics import Metrics
 from .planning import Job, Planner
 from .profiles import Profile
@@ -44,11 +48,14 @@ log = logging.getLogger("tolk.pipeline")
 class Run:
     """One admitted request: its jobs (one per target) and its admission ticket."""
 
-    def __init__(self, pipeline: Pipeline, rid: str, jobs: list[Job], ticket: Ticket) -> None:
+    def __init__(self, pipeline: Pipeline, rid: str, jobs: list[Job], ticket: Ticket,
+                 opts: TranslateOptions, mode: MarkupMode | None = None) -> None:
         self.pipeline = pipeline
         self.id = rid
         self.jobs = jobs
         self.ticket = ticket
+        self.opts = opts
+        self.mode = mode
 
     @property
     def targets(self) -> list[str]:
@@ -62,8 +69,10 @@ class Run:
     async def events(self) -> AsyncGenerator[ServerFrame, None]:
         """The request's frames; a failure ends it with an `error` frame (never raised)."""
         p = self.pipeline
+        source = (p.generator.stream_many(self.jobs) if self.mode is None else
+                  markup_frames(p.planner, p.generator, self.opts, self.jobs, self.mode))
         try:
-            async with aclosing(p.generator.stream_many(self.jobs)) as frames:
+            async with aclosing(source) as frames:
                 async for frame in frames:
                     p.count(frame)
                     yield frame
@@ -83,6 +92,22 @@ class Run:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         self.release()
+
+
+class Batch:
+    """The runs of one multi-text request, holding one admission ticket."""
+
+    def __init__(self, ticket: Ticket, runs: list[Run]) -> None:
+        self.ticket = ticket
+        self.runs = runs
+
+    async def __aenter__(self) -> Batch:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.runs:
+            self.runs[0].release()
 
 
 class Pipeline:
@@ -106,19 +131,48 @@ class Pipeline:
         return f"srv-{next(self._ids)}"
 
     def submit(self, opts: TranslateOptions, who: Principal, sessions: SessionStore | None,
-               rid: str | None = None, connection_inflight: int | None = None) -> Run:
+               rid: str | None = None, connection_inflight: int | None = None,
+               mode: MarkupMode | None = None) -> Run:
         """Plan and admit a validated request, or raise `ProtocolError` (already counted).
         The caller must release the returned run (`async with run`, or `run.release()`)."""
         rid = rid or opts.id or self.new_id()
+        return self._submit([opts], who, sessions, rid, connection_inflight, mode).runs[0]
+
+    def submit_many(self, texts: list[TranslateOptions], who: Principal,
+                    sessions: SessionStore | None, mode: MarkupMode | None = None) -> Batch:
+        """Several texts as one request: admitted together (all or none, one stream of the
+        key, their characters together); release the batch once (`async with batch`)."""
+        return self._submit(texts, who, sessions, texts[0].id or self.new_id(), None, mode)
+
+    def _submit(self, texts: list[TranslateOptions], who: Principal,
+                sessions: SessionStore | None, rid: str, connection_inflight: int | None,
+                mode: MarkupMode | None) -> Batch:
         t0 = time.perf_counter()
+        modes = [mode or MarkupMode.of(o.format) for o in texts]
         try:
-            jobs = self.planner.plan(opts, rid, t0=t0, sessions=sessions)
-            ticket = self.admission.admit(who, rid, len(jobs), len(opts.text) * len(jobs),
-                                          connection_inflight)
+            plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, sessions=sessions)
+                     for o, m in zip(texts, modes, strict=True)]
+            ticket = self.admission.admit(
+                who, rid, sum(map(len, plans)),
+                sum(len(o.text) * len(j) for o, j in zip(texts, plans, strict=True)),
+                connection_inflight)
         except ProtocolError as exc:
             self.note(exc.code, request=exc.request_id is not None)
             raise
-        return Run(self, rid, jobs, ticket)
+        return Batch(ticket, [Run(self, rid, j, ticket, o, m)
+                              for o, j, m in zip(texts, plans, modes, strict=True)])
+
+    def _markup(self, opts: TranslateOptions, mode: MarkupMode | None) -> TranslateOptions:
+        """Markup is planned whole (its units are split later); its language is detected
+        on its text, not on its tags."""
+        if mode is None:
+            return opts
+        update: dict[str, object] = {"split": False}
+        if opts.source in (None, "auto"):
+            found = self.planner.detector.detect(mode.plain_text(opts.text))
+            if found is not None:
+                update["source"] = found
+        return opts.model_copy(update=update)
 
     def reject(self, exc: ProtocolError, request: bool = False,
                rid: str | None = None) -> ErrorFrame:

@@ -131,11 +131,12 @@ class Planner:
         jobs = []
         for tgt in opts.target_list:
             ctx = tuple(t for t in context if t.target_lang == tgt)
-            parts = tuple(self._part(s_, source, tgt, ctx, glossary) for s_ in sentences)
+            parts = tuple(self._part(s_, source, tgt, ctx, glossary, opts.context)
+                          for s_ in sentences)
             key = cache_key(text=opts.text, source=source, target=tgt, model=self.engine.info.model,
                             profile=self.profile.name, glossary=sorted(glossary.items()),
                             context=[(t.source, t.translation) for t in ctx],
-                            split=opts.split, max_tokens=params.max_tokens)
+                            split=opts.split, max_tokens=params.max_tokens, note=opts.context)
             jobs.append(Job(
                 id=rid, request_id=uuid.uuid4().hex, text=opts.text, source=source, target=tgt,
                 stream=opts.stream, granularity=opts.granularity,
@@ -157,11 +158,11 @@ class Planner:
         return terms
 
     def _part(self, sentence: str, source: str, target: str, ctx: tuple[PriorTurn, ...],
-              glossary: dict[str, str]) -> Part:
+              glossary: dict[str, str], note: str | None = None) -> Part:
         core = sentence.strip()
         lead = sentence[: len(sentence) - len(sentence.lstrip())]
         trail = sentence[len(lead) + len(core):]
         terms = relevant_terms(glossary, core) if glossary else None
         prompt = render(self.profile, core, source, target, self.engine.chat_template,
-                        context=ctx, glossary=terms)
+                        context=ctx, glossary=terms, note=note)
         return Part(lead, core, trail, prompt)

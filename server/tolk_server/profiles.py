@@ -57,6 +57,7 @@ class Profile(BaseModel):
     supports_context: bool = False
     supports_glossary: bool = False
     glossary_prefix: str = "Use these translations for the following terms: {terms}.\n"
+    context_prefix: str = "Context (do not translate): {context}\n"
 
     def language_name(self, code: str) -> str:
         return self.languages[code]
@@ -116,17 +117,20 @@ def render(
     *,
     context: Sequence[PriorTurn] = (),
     glossary: Mapping[str, str] | None = None,
+    note: str | None = None,
 ) -> str:
     """Build the exact prompt string the engine receives.
 
-    `context` (earlier turns) and `glossary` (term → required translation) are used only
-    when the profile supports them.
+    `context` (earlier turns), `note` (surrounding text) and `glossary` (term → required
+    translation) are used only when the profile supports them.
     """
     context = context if profile.supports_context else ()
     prefix = ""
+    if note and profile.supports_context:
+        prefix = profile.context_prefix.replace("{context}", note)
     if glossary and profile.supports_glossary:
         terms = ", ".join(f'"{s}" → "{t}"' for s, t in glossary.items())
-        prefix = profile.glossary_prefix.replace("{terms}", terms)
+        prefix += profile.glossary_prefix.replace("{terms}", terms)
     if profile.template == "completion":
         history = "".join(
             _user_text(profile, t.source, t.source_lang, t.target_lang) + t.translation + "\n"

@@ -56,6 +56,10 @@ class TranslateOptions(_Frame):
     session: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
     glossary: Annotated[dict[Term, Term], Field(max_length=MAX_GLOSSARY_TERMS)] | None = None
     glossary_id: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
+    # "html": translate the text nodes of an HTML fragment, keep the markup byte for byte.
+    format: Literal["text", "html"] = "text"
+    # Surrounding text that helps the model (not translated); profiles with context only.
+    context: Annotated[str, Field(max_length=4000)] | None = None
 
     @model_validator(mode="after")
     def _one_kind_of_target(self) -> TranslateOptions:

@@ -1,0 +1,170 @@
+"""HTML/XML translation: markup kept byte for byte, text translated as a plain text would be.
+
+Property tests drive `markup` with a deterministic translation function; the live tests go
+through `/v1/translate` and the WebSocket `translate` frame with `format: "html"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from html.parser import HTMLParser
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tolk_server.markup import Markup, translate_markup
+
+WORDS = st.sampled_from(["Hello", "world", "big", "cat", "the", "sat", "on", "mat.", "Tom's",
+                         "¿qué?", "naïve", "42", "x<y", "a&b", '"q"'])
+ENTITIES = st.sampled_from(["&amp;", "&lt;", "&gt;", "&nbsp;", "&#169;", "&#x2014;", "&quot;"])
+SPACE = st.sampled_from([" ", "  ", "\n", "\n  ", "\t"])
+
+
+def _text() -> st.SearchStrategy[str]:
+    piece = st.one_of(WORDS.map(html.escape), ENTITIES)
+    return st.lists(st.tuples(piece, SPACE), min_size=1, max_size=6).map(
+        lambda xs: "".join(a + b for a, b in xs))
+
+
+def _node(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    attrs = st.sampled_from(["", ' class="c"', " title='T &amp; t'", ' translate="no"',
+                             " data-x=1", ' href="/a?b=1&amp;c=2"'])
+    tags = st.sampled_from(["p", "div", "li", "b", "i", "em", "a", "span", "code", "pre", "h1"])
+    element = st.tuples(tags, attrs, st.lists(children, max_size=3)).map(
+        lambda t: f"<{t[0]}{t[1]}>{''.join(t[2])}</{t[0]}>")
+    void = st.sampled_from(["<br>", "<br/>", "<img src=x alt='A'>", "<hr />"])
+    comment = st.sampled_from(["<!-- note -->", "<!--x-->"])
+    return st.one_of(element, void, comment)
+
+
+FRAGMENTS = st.recursive(_text(), lambda kids: _node(kids), max_leaves=12).flatmap(
+    lambda root: st.lists(st.just(root) | _text(), min_size=1, max_size=3).map("".join))
+
+
+class _Skeleton(HTMLParser):
+    """An independent reading of the markup: every tag's exact text, comments."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.marks: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self.marks.append(self.get_starttag_text() or "")
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag: str) -> None:
+        self.marks.append(f"</{tag}>")
+
+    def handle_comment(self, data: str) -> None:
+        self.marks.append(f"<!--{data}-->")
+
+
+def skeleton(source: str) -> list[str]:
+    p = _Skeleton()
+    p.feed(source)
+    p.close()
+    return p.marks
+
+
+def fake(text: str) -> str:
+    """A deterministic "translation": words reversed and upper-cased, one word added."""
+    return " ".join(["TR", *reversed(text.upper().split())])
+
+
+async def batch(texts: list[str]) -> list[str]:
+    return [fake(t) for t in texts]
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+@settings(max_examples=150, deadline=None)
+@given(FRAGMENTS)
+def test_markup_kept_exactly_and_text_translated_as_plain(src: str) -> None:
+    out = asyncio.run(translate_markup(src, batch))
+    assert skeleton(out) == skeleton(src)
+    before, after = Markup(src), Markup(out)
+    assert [norm(s) for s in after.segments] == [norm(fake(s)) for s in before.segments]
+
+
+@settings(max_examples=100, deadline=None)
+@given(FRAGMENTS)
+def test_identity_translation_returns_the_source_byte_for_byte(src: str) -> None:
+    doc = Markup(src)
+    assert doc.render(doc.segments) == src
+
+
+def test_units_inline_tags_and_untranslated_elements() -> None:
+    src = ('<h1>Title &amp; more</h1>\n<p>Run <code>ls -l</code> then <b>press</b> enter.</p>'
+           '<pre>keep\n  this</pre><p translate="no">Brand</p><script>var a = "b";</script>'
+           '<p>x<span class="notranslate">Keep</span>y</p>')
+    doc = Markup(src, ignore_tags=["span"])
+    assert doc.segments == ["Title & more", "Run  then press enter.", "xy"]
+    out = doc.render(["Otsikko & lisää", "Aja sitten paina enter.", "zz"])
+    assert out == ('<h1>Otsikko &amp; lisää</h1>\n<p>Aja <code>ls -l</code> sitten '
+                   '<b>paina</b> enter.</p><pre>keep\n  this</pre><p translate="no">Brand</p>'
+                   '<script>var a = "b";</script><p>zz<span class="notranslate">Keep</span></p>')
+
+
+def test_xml_mode_every_tag_splits_and_case_is_kept() -> None:
+    src = '<?xml version="1.0"?><doc><Title>Hello there</Title><skip>No</skip></doc>'
+    doc = Markup(src, xml=True, ignore_tags=["skip"])
+    assert doc.segments == ["Hello there"]
+    assert doc.render(["Hei siellä"]) == src.replace("Hello there", "Hei siellä")
+
+
+def test_xml_non_splitting_tags_stay_inside_the_sentence() -> None:
+    src = "<doc><s>Press <key>Enter</key> now</s></doc>"
+    assert Markup(src, xml=True).segments == ["Press", "Enter", "now"]
+    doc = Markup(src, xml=True, non_splitting_tags=["key"])
+    assert doc.segments == ["Press Enter now"]
+    assert doc.render(["Paina nyt Enter"]) == "<doc><s>Paina <key>nyt</key> Enter</s></doc>"
+    html_doc = Markup("<p>a <b>bold</b> move</p>", splitting_tags=["b"])
+    assert html_doc.segments == ["a", "bold", "move"]
+
+
+def test_malformed_html_never_loses_bytes() -> None:
+    for src in ["<div><p>open <b>bold", "</i>stray end", "a < b & c > d", "<p class='x>broken",
+                "<!-- unclosed comment", "<![CDATA[x]]>text", "<p>x</p></p></div>"]:
+        doc = Markup(src)
+        assert doc.render(doc.segments) == src
+        out = doc.render([fake(s) for s in doc.segments])
+        assert [norm(s) for s in Markup(out).segments] == [norm(fake(s)) for s in doc.segments]
+
+
+def test_http_and_websocket_format_html(make_client: Any) -> None:
+    c = make_client()
+    src = "<p>Good <b>morning</b> to you</p>\n<ul><li>See you</li></ul>"
+    got = c.post("/v1/translate", json={"text": src, "source": "en", "target": "fi",
+                                        "format": "html"}).json()
+    plain = [c.post("/v1/translate", json={"text": t, "source": "en", "target": "fi"}).json()
+             for t in ("Good morning to you", "See you")]
+    assert skeleton(got["translation"]) == skeleton(src)
+    assert [norm(s) for s in Markup(got["translation"]).segments] == [
+        norm(p["translation"]) for p in plain]
+    with c.websocket_connect("/v1/stream") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "translate", "id": "h", "text": src, "source": "en",
+                      "target": "fi", "format": "html"})
+        frames = [ws.receive_json(), ws.receive_json()]
+    assert [f["type"] for f in frames] == ["start", "complete"]
+    assert frames[1]["translation"] == got["translation"]
+
+
+def test_v1_translate_answers_json_unless_streaming_is_asked(make_client: Any) -> None:
+    c = make_client()
+    body = {"text": "good morning", "source": "en", "target": "fi"}
+    r = c.post("/v1/translate", json=body)
+    assert r.headers["content-type"] == "application/json" and r.json()["type"] == "complete"
+    r = c.post("/v1/translate", json=body, headers={"Accept": "text/event-stream"})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert "event: complete" in r.text
+    r = c.post("/v1/translate", json={**body, "stream": True})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    r = c.post("/v1/translate", json={**body, "stream": False},
+               headers={"Accept": "text/event-stream"})
+    assert r.headers["content-type"] == "application/json"
