@@ -48,7 +48,8 @@ def test_http_errors_map_to_status_codes(make_client: Any) -> None:
     c = make_client(api_keys=["k1"], max_text_chars=10)
     auth = {"Authorization": "Bearer k1"}
     assert c.post("/v1/translate", json={"text": "x", "target": "fi"}).status_code == 401
-    r = c.post("/v1/translate", content=b"{nope", headers=auth)
+    r = c.post("/v1/translate", content=b"{nope",
+               headers={**auth, "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
     r = c.post("/v1/translate", json={"text": "x" * 11, "target": "fi"}, headers=auth)
     assert r.status_code == 413 and r.json()["code"] == "too_large"

@@ -22,10 +22,12 @@ from .echo_engine import EchoEngine
 from .engine import Engine
 from .generation import Generator
 from .glossary import GlossaryStore
+from .http_guard import HttpGuard
 from .http_routes import router
 from .keystore import KeyStore
 from .lifecycle import exit_process, watch_engine
 from .metrics import Metrics
+from .origin import OriginGuard
 from .pipeline import Pipeline
 from .planning import Planner
 from .profiles import Profile, resolve_profile
@@ -104,11 +106,21 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.tolk = state
+    _guard(app, settings)
     app.include_router(router)
     app.include_router(compat_router)
     app.add_api_websocket_route("/v1/stream", stream_endpoint)
     _mount_static(app)
     return app
+
+
+def _guard(app: FastAPI, settings: Settings) -> None:
+    """Body limits and origin checks for every route (the last added runs first)."""
+    app.state.form_body_paths = []  # compat routes: http_guard.allow_form_bodies
+    app.add_middleware(HttpGuard, max_body_bytes=settings.max_body_bytes,
+                       body_timeout_s=settings.body_timeout_s,
+                       form_paths=app.state.form_body_paths)
+    app.add_middleware(OriginGuard, settings=settings)
 
 
 async def _start_engine(state: ServerState) -> None:

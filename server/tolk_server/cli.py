@@ -49,9 +49,8 @@ def _settings(ns: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import create_app
+    from .transport import uvicorn_config
 
     settings = _settings(ns)
     from .auth import Authenticator
@@ -76,19 +75,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from .lifecycle import DrainingServer
 
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        ws_max_size=settings.max_frame_bytes,
-        ws_per_message_deflate=False,  # compression costs CPU and latency on short frames
-        ws_ping_interval=25.0,  # below the 60-100 s idle timeouts of common proxies
-        ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=5,
-        ssl_certfile=settings.ssl_certfile,
-        ssl_keyfile=settings.ssl_keyfile,
-    )
+    config = uvicorn_config(app, settings)
     DrainingServer(config, app.state.tolk, settings.drain_timeout_s).run()
     fatal = app.state.tolk.fatal_error
     if fatal:
@@ -227,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--api-key", dest="api_keys", action="append")
-    serve.add_argument("--allowed-origin", dest="allowed_origins", action="append")
+    serve.add_argument("--allowed-origin", dest="allowed_origins", action="append",
+                       help="a browser origin allowed besides the server's own (repeatable)")
+    serve.add_argument("--allowed-host", dest="allowed_hosts", action="append",
+                       help="a Host name served besides loopback names (repeatable)")
+    serve.add_argument("--max-body-bytes", type=int, help="largest HTTP request body")
     serve.add_argument("--insecure-no-auth", action="store_true", default=None,
                        help="allow a non-loopback host without API keys (logs a warning)")
     serve.add_argument("--drain-timeout", dest="drain_timeout_s", type=float,

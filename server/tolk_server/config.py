@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host names besides loopback (DNS rebinding guard)."
+    )
     log_level: str = "info"
 
     # Model and engine
@@ -58,6 +61,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(4096, ge=1)
     max_inflight_per_key: int = Field(256, ge=1)
     drain_timeout_s: float = Field(30.0, ge=0)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Any HTTP request body.")
+    header_timeout_s: float = Field(10.0, gt=0, description="Request line and headers.")
+    body_timeout_s: float = Field(30.0, gt=0, description="A whole HTTP request body.")
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     insecure_no_auth: bool = False
@@ -77,7 +83,7 @@ class Settings(BaseSettings):
         / "glossaries.json"
     )
 
-    @field_validator("api_keys", "allowed_origins", mode="before")
+    @field_validator("api_keys", "allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, v: Any) -> Any:
         if isinstance(v, str):

@@ -20,6 +20,7 @@ from .state import ServerState
 
 log = logging.getLogger("tolk")
 SERVICE_RESTART = 1012
+ENGINE_EXIT_GRACE_S = 0.5
 
 
 async def drain(state: ServerState, timeout_s: float) -> None:
@@ -39,6 +40,12 @@ async def watch_engine(state: ServerState, period_s: float = 0.2) -> None:
     await state.engine_ready.wait()
     while not state.engine.dead:  # noqa: ASYNC110 (vLLM offers no death event)
         await asyncio.sleep(period_s)
+    await asyncio.sleep(ENGINE_EXIT_GRACE_S)  # a group SIGTERM reaches the server too
+    if state.draining:
+        # The engine core got the same SIGTERM (process group, cgroup) and drained its
+        # requests before exiting: a planned stop, not a crash.
+        log.info("the engine stopped during the drain")
+        return
     state.fatal_error = "the engine died"
     log.error("the engine died; failing in-flight requests and exiting")
     await asyncio.sleep(1.0)  # let the engine_error frames reach their clients

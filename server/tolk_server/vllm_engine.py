@@ -6,6 +6,7 @@ One in-process `AsyncLLM` with continuous batching; outputs stream as DELTA.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
@@ -13,6 +14,8 @@ from typing import Any
 
 from .config import Settings
 from .engine import Delta, EngineError, EngineInfo, GenerationParams, RequestRejected
+
+ENGINE_DRAIN_MARGIN_S = 5  # the engine core outlasts the server's own drain
 
 
 def has_cuda() -> bool:
@@ -40,6 +43,9 @@ def engine_args_dict(settings: Settings, model: str) -> dict[str, Any]:
         "load_format": settings.load_format,
         "seed": settings.seed,
         "disable_log_stats": True,
+        # A SIGTERM that reaches the engine core too (a process-group or cgroup-wide
+        # signal) makes it drain its in-flight requests instead of aborting them.
+        "shutdown_timeout": math.ceil(settings.drain_timeout_s) + ENGINE_DRAIN_MARGIN_S,
     }
     if has_cuda():
         args["gpu_memory_utilization"] = settings.gpu_memory_utilization

@@ -36,11 +36,13 @@ from .auth import Principal, bearer
 from .pipeline import Run
 from .sessions import SessionStore
 from .state import ServerState
+from .transport import abort_connection
 
 log = logging.getLogger("tolk.ws")
 POLICY_VIOLATION = 1008
 SERVICE_RESTART = 1012
 TRY_AGAIN_LATER = 1013
+CLOSE_TIMEOUT_S = 2.0
 
 
 class _Closed(Exception):
@@ -140,8 +142,12 @@ class Connection:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drained.wait(), 2)
         self.closing = True
-        with contextlib.suppress(Exception):
-            await self.ws.close(close_code)
+        try:
+            await asyncio.wait_for(self.ws.close(close_code), CLOSE_TIMEOUT_S)
+        except TimeoutError:  # the peer is not reading: drop it (and its buffer) at once
+            abort_connection(self.ws.scope)
+        except Exception:
+            pass
 
     async def _receive(self) -> str | None:
         """The next text frame; None for a rejected frame (already answered)."""
@@ -259,12 +265,7 @@ class Connection:
 
 
 async def stream_endpoint(ws: WebSocket) -> None:
-    state: ServerState = ws.app.state.tolk
-    origins = state.settings.allowed_origins
-    origin = ws.headers.get("origin")
-    if origins and origin is not None and origin not in origins and "*" not in origins:
-        await ws.close(POLICY_VIOLATION)
-        return
+    state: ServerState = ws.app.state.tolk  # Origin and Host: checked by origin.py
     if state.draining:
         await ws.close(SERVICE_RESTART)
         return

@@ -1,0 +1,150 @@
+"""uvicorn's transports with bounds that hostile peers cannot stretch.
+
+- HTTP (httptools): the request line and headers must arrive within `header_timeout_s`
+  (a slow-loris sending one byte a second gets 408 and a close). The body deadline is
+  the ASGI guard's job (`http_guard.py`).
+- WebSocket (websockets' sans-I/O protocol): pongs are not queued while the write
+  buffer is above its high-water mark (a ping flood from a peer that never reads cannot
+  grow memory), a keepalive timeout aborts the socket instead of waiting for a flush
+  that never comes, and the app can abort a connection it could not close
+  (`abort_connection`), e.g. at the authentication deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+from .config import Settings
+
+ABORT_EXTENSION = "tolk.abort"
+KEEPALIVE_PING_S = 25.0  # below the 60-100 s idle timeouts of common proxies
+KEEPALIVE_TIMEOUT_S = 20.0
+CLOSE_GRACE_S = 5.0  # after the app is done, a socket that will not flush is aborted
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 34\r\nconnection: close\r\n\r\nrequest headers took too long\r\n\r\n"
+)
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """httptools with a deadline on the request line and headers of every request."""
+
+    header_timeout_s = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s,
+                                                      self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(REQUEST_TIMEOUT)
+        transport.close()
+        self.loop.call_later(CLOSE_GRACE_S, transport.abort)
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """websockets' sans-I/O protocol with a bounded write buffer and abortable sockets."""
+
+    close_grace_s = CLOSE_GRACE_S
+    pongs_dropped = 0  # class-wide count, for tests and diagnostics
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope: MutableMapping[str, Any] | None = self.__dict__.get("scope")
+        if scope is not None:  # accepted upgrade: the app may abort the socket
+            scope.setdefault("extensions", {})[ABORT_EXTENSION] = {"abort": self.abort}
+
+    def handle_ping(self) -> None:
+        pong = b"".join(self.conn.data_to_send())
+        if self.writable.is_set():
+            self.transport.write(pong)
+        else:  # the peer is not reading: answering would only grow our buffer
+            type(self).pongs_dropped += 1
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self.abort()  # the buffered close frame would never be read
+
+    async def run_asgi(self) -> None:
+        await super().run_asgi()
+        self.loop.call_later(self.close_grace_s, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if not self.disconnected:
+            self.abort()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+
+def abort_connection(scope: MutableMapping[str, Any]) -> bool:
+    """Drop the peer's socket at once (no flush); False where the server cannot."""
+    ext = (scope.get("extensions") or {}).get(ABORT_EXTENSION) or {}
+    abort: Callable[[], None] | None = ext.get("abort")
+    if abort is None:
+        return False
+    abort()
+    return True
+
+
+def protocol_classes(settings: Settings) -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
+    class Http(GuardedHttpProtocol):
+        header_timeout_s = settings.header_timeout_s
+
+    return Http, GuardedWebSocketProtocol
+
+
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn settings of `tolk serve` (tests build their live servers with it too)."""
+    http, ws = protocol_classes(settings)
+    kwargs: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "http": http,
+        "ws": ws,
+        "ws_max_size": settings.max_frame_bytes,
+        "ws_per_message_deflate": False,  # compression costs CPU and latency on short frames
+        "ws_ping_interval": KEEPALIVE_PING_S,
+        "ws_ping_timeout": KEEPALIVE_TIMEOUT_S,
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,  # used only if httptools is missing
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+    }
+    kwargs.update(overrides)
+    return uvicorn.Config(app, **kwargs)

@@ -1,0 +1,64 @@
+"""A SIGTERM to the whole process group (systemd's `KillMode=control-group`, Ctrl-C in a
+terminal) drains like a SIGTERM to the main process: with the REAL engine, whose engine
+core gets the signal too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_faults_engine import engine_core_pids
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from conftest import TINY_PROFILE_TOML
+from support.subprocess_server import tolk_serve
+
+pytestmark = [pytest.mark.engine]
+N = 20
+
+
+async def _stream_then_killpg(url: str, pgid: int) -> dict[str, dict[str, Any]]:
+    terminal: dict[str, dict[str, Any]] = {}
+    async with connect(url, compression=None) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        for i in range(N):
+            await ws.send(json.dumps({"type": "translate", "id": f"r{i}", "stream": True,
+                                      "text": "Hello there.", "source": "en",
+                                      "target": "fi", "max_tokens": 48}))
+        started: set[str] = set()
+        while len(started) < N:  # every request is running in the engine
+            f = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            if f["type"] == "token":
+                started.add(f["id"])
+            elif f["type"] in ("complete", "error"):
+                terminal[f["id"]] = f
+                started.add(f["id"])
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            while True:
+                f = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if f["type"] in ("complete", "error"):
+                    assert f["id"] not in terminal, "two terminal frames"
+                    terminal[f["id"]] = f
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code in (1000, 1012)
+    return terminal
+
+
+def test_group_sigterm_drains_with_the_real_engine(tiny_model_dir: Path) -> None:
+    args = ["--model", str(tiny_model_dir), "--profile", str(TINY_PROFILE_TOML),
+            "--enforce-eager", "--kv-cache-gib", "1", "--max-num-seqs", "32",
+            "--dtype", "float32", "--drain-timeout", "30"]
+    with tolk_serve(*args, timeout=240) as (base, proc):
+        assert engine_core_pids(proc.pid), "no vLLM engine-core process found"
+        url = base.replace("http", "ws") + "/v1/stream"
+        terminal = asyncio.run(_stream_then_killpg(url, os.getpgid(proc.pid)))
+        codes = {k: f.get("code", f["type"]) for k, f in terminal.items()}
+        assert codes == {f"r{i}": "complete" for i in range(N)}
+        assert proc.wait(60) == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
