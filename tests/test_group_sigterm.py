@@ -30,7 +30,7 @@ async def _stream_then_killpg(url: str, pgid: int) -> dict[str, dict[str, Any]]:
         for i in range(N):
             await ws.send(json.dumps({"type": "translate", "id": f"r{i}", "stream": True,
                                       "text": "Hello there.", "source": "en",
-                                      "target": "fi", "max_tokens": 48}))
+                                      "target": "fi", "max_tokens": 400}))
         started: set[str] = set()
         while len(started) < N:  # every request is running in the engine
             f = json.loads(await asyncio.wait_for(ws.recv(), 60))
@@ -56,7 +56,8 @@ def test_group_sigterm_drains_with_the_real_engine(tiny_model_dir: Path) -> None
             "--enforce-eager", "--kv-cache-gib", "1", "--max-num-seqs", "32",
             "--dtype", "float32", "--drain-timeout", "30"]
     with tolk_serve(*args, timeout=240) as (base, proc):
-        assert engine_core_pids(proc.pid), "no vLLM engine-core process found"
+        cores = engine_core_pids(proc.pid)
+        assert cores, "no vLLM engine-core process found"
         url = base.replace("http", "ws") + "/v1/stream"
         terminal = asyncio.run(_stream_then_killpg(url, os.getpgid(proc.pid)))
         codes = {k: f.get("code", f["type"]) for k, f in terminal.items()}

@@ -3,11 +3,11 @@
 - HTTP (httptools): the request line and headers must arrive within `header_timeout_s`
   (a slow-loris sending one byte a second gets 408 and a close). The body deadline is
   the ASGI guard's job (`http_guard.py`).
-- WebSocket (websockets' sans-I/O protocol): pongs are not queued while the write
-  buffer is above its high-water mark (a ping flood from a peer that never reads cannot
-  grow memory), a keepalive timeout aborts the socket instead of waiting for a flush
-  that never comes, and the app can abort a connection it could not close
-  (`abort_connection`), e.g. at the authentication deadline.
+- WebSocket (websockets' sans-I/O protocol): while the write buffer is above its
+  high-water mark (64 KiB) the socket is not read and pongs are not queued, so a ping
+  flood from a peer that never reads costs neither memory nor CPU; a keepalive timeout
+  aborts the socket instead of waiting for a flush that never comes; and the app can
+  abort a connection it could not close (`abort_connection`), e.g. at the auth deadline.
 """
 
 from __future__ import annotations
@@ -93,6 +93,21 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(pong)
         else:  # the peer is not reading: answering would only grow our buffer
             type(self).pongs_dropped += 1
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.transport.pause_reading()  # a peer that does not read is not read either
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.read_paused and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    async def receive(self) -> Any:
+        message = await super().receive()
+        if not self.writable.is_set() and not self.transport.is_closing():
+            self.transport.pause_reading()  # super() may have resumed it
+        return message
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()

@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import Settings
 from .engine import Delta, EngineError, EngineInfo, GenerationParams, RequestRejected
+from .engine_shield import call_shielded, stop_engine_processes
 
 ENGINE_DRAIN_MARGIN_S = 5  # the engine core outlasts the server's own drain
 
@@ -74,7 +75,8 @@ class VllmEngine:
                                settings=kwargs)
         args = AsyncEngineArgs(**kwargs)
         # Engine start takes tens of seconds; keep the event loop (and /health) responsive.
-        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        # Started with SIGTERM blocked: a group SIGTERM must not stop it mid-drain.
+        self._llm = await asyncio.to_thread(call_shielded, AsyncLLM.from_engine_args, args)
 
     async def generate(
         self, prompt: str, params: GenerationParams, request_id: str
@@ -138,5 +140,6 @@ class VllmEngine:
 
     async def shutdown(self) -> None:
         if self._llm is not None:
+            stop_engine_processes()
             self._llm.shutdown()
             self._llm = None
