@@ -49,3 +49,7 @@ def stop_engine_processes() -> None:
                 os.kill(proc.pid, signal.SIGINT)
             except ProcessLookupError:
                 pass
+
+# vLLM gives its engine processes this long between SIGTERM and SIGKILL on shutdown
+# (vllm/v1/utils.py `shutdown`); part of the stop budget in docs/operations.md.
+ENGINE_TEARDOWN_S = 5.0

@@ -42,7 +42,8 @@ log = logging.getLogger("tolk.ws")
 POLICY_VIOLATION = 1008
 SERVICE_RESTART = 1012
 TRY_AGAIN_LATER = 1013
-CLOSE_TIMEOUT_S = 2.0
+FLUSH_TIMEOUT_S = 2.0  # queued frames get this long to reach the peer before a close
+CLOSE_TIMEOUT_S = 2.0  # then the close frame; a peer that does not read is aborted
 
 
 class _Closed(Exception):
@@ -140,7 +141,7 @@ class Connection:
         with contextlib.suppress(asyncio.QueueFull):
             self.out.put_nowait(None)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._drained.wait(), 2)
+            await asyncio.wait_for(self._drained.wait(), FLUSH_TIMEOUT_S)
         self.closing = True
         try:
             await asyncio.wait_for(self.ws.close(close_code), CLOSE_TIMEOUT_S)
