@@ -26,10 +26,11 @@ def test_one_minute_soak(tiny_model_dir: Path, tmp_path: Path) -> None:
     with tolk_serve(*args, timeout=240, env={"TOLK_CACHE_ENTRIES": "0"}) as (base, _proc):
         report = asyncio.run(run_soak(base.replace("http", "ws") + "/v1/stream",
                                       connections=200, duration_s=60, warmup_s=20,
-                                      texts=SENTENCES, max_tokens=16))
+                                      texts=SENTENCES, max_tokens=16, ping_floods=2))
     out = Path("tests/artifacts")
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak-1min.json").write_text(json.dumps(report, indent=2))
     assert report["sent"] > 1000 and report["completed"] > 500, report
     assert report["cancels_sent"] > 0 and report["dropped_connections"] > 0
+    assert report["ping_floods"] > 0
     assert report["checks"] == {k: True for k in report["checks"]}, report

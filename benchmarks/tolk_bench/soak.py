@@ -1,4 +1,5 @@
-"""Soak: many connections on loopback with random requests, cancels and disconnects.
+"""Soak: many connections on loopback with random requests, cancels and disconnects,
+plus hostile peers that flood RFC 6455 pings and never read (`--ping-floods`).
 
 Bounded in time and count; it stops by itself. The report checks that every accepted
 request got exactly one terminal frame, that the engine's running-request count returns
@@ -52,6 +53,37 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     disconnects: int = 0
     connect_failures: int = 0
+    ping_floods: int = 0
+    ping_floods_held: int = 0  # the server stopped reading or cut the flood: as it should
+
+
+PING = b"\x89\xfd\0\0\0\0" + b"p" * 125  # a masked 125-byte ping (mask 0)
+
+
+async def _ping_flood(url: str, stop_at: float, tally: Tally, burst_s: float = 3.0) -> None:
+    """Upgrade, flood pings without reading, drop the socket; again until `stop_at`."""
+    hostport = url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    upgrade = (f"GET /v1/stream HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dG9say1zb2FrLXBpbmc=\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    while time.monotonic() < stop_at:
+        try:
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        except OSError:
+            await asyncio.sleep(1)
+            continue
+        tally.ping_floods += 1
+        start = time.monotonic()
+        try:
+            writer.write(upgrade)
+            while time.monotonic() - start < burst_s:
+                writer.write(PING * 64)
+                await asyncio.wait_for(writer.drain(), 1.0)
+        except (TimeoutError, OSError):
+            tally.ping_floods_held += 1
+        writer.transport.abort()
+        await asyncio.sleep(0.5)
 
 
 def _metric(text: str, name: str) -> float | None:
@@ -150,7 +182,7 @@ async def _session(ws: ClientConnection, stop_at: float, tally: Tally, rng: rand
 
 async def run_soak(url: str, connections: int, duration_s: float, warmup_s: float,
                    texts: list[tuple[str, str]], max_tokens: int,
-                   seed: int = 0) -> dict[str, Any]:
+                   seed: int = 0, ping_floods: int = 0) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, connections * 2 + 256))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
@@ -161,7 +193,7 @@ async def run_soak(url: str, connections: int, duration_s: float, warmup_s: floa
     t0 = time.monotonic()
     stop_at = t0 + duration_s
     before = scrape(http_base)
-    tasks = []
+    tasks = [asyncio.create_task(_ping_flood(url, stop_at, tally)) for _ in range(ping_floods)]
     for i in range(connections):
         tasks.append(asyncio.create_task(_one_connection(
             url, stop_at, tally, random.Random(rng.random()), texts, max_tokens)))
@@ -198,6 +230,7 @@ async def run_soak(url: str, connections: int, duration_s: float, warmup_s: floa
         "cancels_sent": tally.cancelled_sent, "dropped_connections": tally.disconnects,
         "abandoned_in_flight": tally.abandoned, "missing_terminal": tally.missing_terminal,
         "terminal_twice": tally.terminal_twice, "connect_failures": tally.connect_failures,
+        "ping_floods": tally.ping_floods, "ping_floods_held": tally.ping_floods_held,
         "errors": dict(tally.errors), "unexpected_errors": unexpected,
         "rss_before_mb": (before["rss_bytes"] or 0) / 2**20,
         "rss_after_warmup_mb": rss_warm / 2**20, "rss_end_mb": rss_end / 2**20,
@@ -226,11 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=60)
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--data", help="TSV of sentences (both columns are used)")
+    ap.add_argument("--ping-floods", type=int, default=4,
+                    help="hostile peers flooding pings without reading")
     ap.add_argument("--out", help="write the JSON report here")
     ns = ap.parse_args(argv)
     url = ns.url if ns.url.endswith("/v1/stream") else ns.url.rstrip("/") + "/v1/stream"
     report = asyncio.run(run_soak(url, ns.connections, ns.duration, ns.warmup,
-                                  load_texts(ns.data), ns.max_tokens))
+                                  load_texts(ns.data), ns.max_tokens,
+                                  ping_floods=ns.ping_floods))
     text = json.dumps(report, indent=2)
     print(text)
     if ns.out:
