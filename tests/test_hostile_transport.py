@@ -71,6 +71,7 @@ def bystander(server: str) -> Iterator[Callable[[], None]]:
                 assert time.monotonic() < deadline, "in-flight gauge not back at 0"
                 time.sleep(0.05)
         grown = (psutil.Process().memory_info().rss - rss0) / MB
+        print(f"RSS growth {grown:.1f} MB")  # shown with `pytest -s`
         assert grown < 50, f"RSS grew by {grown:.0f} MB"
 
     yield check

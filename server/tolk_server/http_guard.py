@@ -77,11 +77,13 @@ class HttpGuard:
 
     def _check_headers(self, scope: Scope) -> None:
         headers = {k: v for k, v in scope["headers"] if k in (b"content-type",
-                                                              b"content-length")}
+                                                              b"content-length",
+                                                              b"transfer-encoding")}
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             raise _Refused(413, "too_large", f"the body exceeds {self.max_body_bytes} bytes")
-        if scope["method"] not in BODY_METHODS:
+        bodiless = length in (None, b"0") and b"transfer-encoding" not in headers
+        if scope["method"] not in BODY_METHODS or bodiless:
             return
         ctype = headers.get(b"content-type", b"").decode("latin-1")
         if is_json_type(ctype):
