@@ -70,7 +70,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(REQUEST_TIMEOUT)
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:  # never inside another response
+            transport.write(REQUEST_TIMEOUT)
         transport.close()
         self.loop.call_later(CLOSE_GRACE_S, transport.abort)
 
