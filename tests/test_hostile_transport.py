@@ -150,6 +150,21 @@ def test_slow_headers_get_408_and_a_close(server: str, bystander: Callable[[], N
     bystander()
 
 
+def test_endless_headers_are_refused(server: str, bystander: Callable[[], None]) -> None:
+    sock = _raw(server)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    sent = 0
+    try:
+        while sent < 64 * MB:
+            sock.sendall(b"X-Pad: " + b"a" * 8000 + b"\r\n")
+            sent += 8009
+    except OSError:
+        pass
+    sock.close()
+    assert sent < 8 * MB, "the server kept reading headers"
+    bystander()
+
+
 def test_slow_body_gets_408(server: str, bystander: Callable[[], None]) -> None:
     sock = _raw(server)
     sock.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "

@@ -1,8 +1,8 @@
 """uvicorn's transports with bounds that hostile peers cannot stretch.
 
 - HTTP (httptools): the request line and headers must arrive within `header_timeout_s`
-  (a slow-loris sending one byte a second gets 408 and a close). The body deadline is
-  the ASGI guard's job (`http_guard.py`).
+  (a slow-loris sending one byte a second gets 408 and a close) and fit in 64 KiB (else
+  400). The body's size and deadline are the ASGI guard's job (`http_guard.py`).
 - WebSocket (websockets' sans-I/O protocol): while the write buffer is above its
   high-water mark (64 KiB) the socket is not read and pongs are not queued, so a ping
   flood from a peer that never reads costs neither memory nor CPU; a keepalive timeout
@@ -26,6 +26,7 @@ from .config import Settings
 ABORT_EXTENSION = "tolk.abort"
 KEEPALIVE_PING_S = 25.0  # below the 60-100 s idle timeouts of common proxies
 KEEPALIVE_TIMEOUT_S = 20.0
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers (httptools has no limit of its own)
 CLOSE_GRACE_S = 5.0  # after the app is done, a socket that will not flush is aborted
 REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -37,7 +38,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     """httptools with a deadline on the request line and headers of every request."""
 
     header_timeout_s = 10.0
+    max_header_bytes = MAX_HEADER_BYTES
     _header_timer: asyncio.TimerHandle | None = None
+    _header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -45,7 +48,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._header_bytes = 0
         self._arm_header_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value))
+        super().on_header(name, value)
+
+    def _count_header_bytes(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self.max_header_bytes:  # uvicorn answers 400 and closes
+            raise ValueError("request headers too large")
 
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
