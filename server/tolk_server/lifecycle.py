@@ -40,10 +40,10 @@ async def watch_engine(state: ServerState, period_s: float = 0.2) -> None:
     await state.engine_ready.wait()
     while not state.engine.dead:  # noqa: ASYNC110 (vLLM offers no death event)
         await asyncio.sleep(period_s)
-    await asyncio.sleep(ENGINE_EXIT_GRACE_S)  # a group SIGTERM reaches the server too
+    await asyncio.sleep(ENGINE_EXIT_GRACE_S)  # a group signal reaches the server too
     if state.draining:
-        # The engine core got the same SIGTERM (process group, cgroup) and drained its
-        # requests before exiting: a planned stop, not a crash.
+        # The engine core got a stop signal too (e.g. Ctrl-C sends SIGINT to the whole
+        # group) and finished its requests before exiting: a planned stop, not a crash.
         log.info("the engine stopped during the drain")
         return
     state.fatal_error = "the engine died"

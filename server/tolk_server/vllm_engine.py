@@ -44,8 +44,8 @@ def engine_args_dict(settings: Settings, model: str) -> dict[str, Any]:
         "load_format": settings.load_format,
         "seed": settings.seed,
         "disable_log_stats": True,
-        # A SIGTERM that reaches the engine core too (a process-group or cgroup-wide
-        # signal) makes it drain its in-flight requests instead of aborting them.
+        # A stop signal that reaches the engine core (tolk's SIGINT after its drain; a
+        # Ctrl-C in a terminal, sent to the whole group) lets in-flight requests finish.
         "shutdown_timeout": math.ceil(settings.drain_timeout_s) + ENGINE_DRAIN_MARGIN_S,
     }
     if has_cuda():
