@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,39 @@ from websockets.exceptions import ConnectionClosed
 
 from conftest import TINY_PROFILE_TOML
 from support.subprocess_server import tolk_serve
+from tolk_server.engine_shield import (
+    call_shielded,
+    engine_core_processes,
+    stop_engine_processes,
+)
 
-pytestmark = [pytest.mark.engine]
 N = 20
+
+
+def _sleeper(ready: Any) -> None:
+    ready.set()
+    time.sleep(30)
+
+
+def test_processes_started_shielded_ignore_a_group_sigterm() -> None:
+    """The mechanism alone (no vLLM): a spawned child keeps running through SIGTERM,
+    and stops on SIGINT, which is how the server stops the engine."""
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_sleeper, args=(ready,), name="EngineCore")
+    call_shielded(proc.start)
+    try:
+        assert ready.wait(30)
+        os.kill(proc.pid or 0, signal.SIGTERM)
+        proc.join(1.0)
+        assert proc.is_alive(), "SIGTERM stopped a shielded process"
+        assert engine_core_processes() == [proc]
+        stop_engine_processes()
+        proc.join(10)
+        assert not proc.is_alive()
+    finally:
+        proc.kill()
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
 
 
 async def _stream_then_killpg(url: str, pgid: int) -> dict[str, dict[str, Any]]:
@@ -51,6 +83,7 @@ async def _stream_then_killpg(url: str, pgid: int) -> dict[str, dict[str, Any]]:
     return terminal
 
 
+@pytest.mark.engine
 def test_group_sigterm_drains_with_the_real_engine(tiny_model_dir: Path) -> None:
     args = ["--model", str(tiny_model_dir), "--profile", str(TINY_PROFILE_TOML),
             "--enforce-eager", "--kv-cache-gib", "1", "--max-num-seqs", "32",
