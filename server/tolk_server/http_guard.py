@@ -18,14 +18,14 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tolk.protocol import error
+from tolk.protocol import ErrorCode, error
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
@@ -71,8 +71,7 @@ class HttpGuard:
         except _Refused as exc:
             if started:  # too late for a status: just drop the connection
                 raise
-            body = dict(error("too_large" if exc.status == 413 else "bad_request",  # type: ignore[arg-type]
-                              exc.message))
+            body = dict(error(exc.code, exc.message))
             await JSONResponse(body, exc.status, {"connection": "close"})(scope, receive, send)
 
     def _check_headers(self, scope: Scope) -> None:
