@@ -26,7 +26,7 @@ from conftest import TINY_PROFILE
 from support.live_server import free_port
 from tolk_server.app import create_app
 from tolk_server.config import Settings
-from tolk_server.fake_engine import FakeEngine
+from tolk_server.echo_engine import EchoEngine
 from tolk_server.http_guard import allow_form_bodies
 from tolk_server.transport import GuardedWebSocketProtocol, uvicorn_config
 
@@ -41,7 +41,7 @@ AUTH = f"Authorization: Bearer {KEY}\r\n".encode()
 def server() -> Iterator[str]:
     settings = Settings(engine="fake", api_keys=[KEY], auth_timeout_s=1.5, header_timeout_s=1.5,
                         body_timeout_s=2.0, max_body_bytes=256 * 1024)
-    app = create_app(settings, engine=FakeEngine(token_delay_s=0.002), profile=TINY_PROFILE)
+    app = create_app(settings, engine=EchoEngine(token_delay_s=0.002), profile=TINY_PROFILE)
     port = free_port()
     srv = uvicorn.Server(uvicorn_config(app, settings, port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -254,7 +254,7 @@ def test_cross_site_requests_are_refused(server: str, bystander: Callable[[], No
 
 
 def test_form_bodies_only_on_allowed_paths() -> None:
-    app = create_app(Settings(engine="fake"), engine=FakeEngine(), profile=TINY_PROFILE)
+    app = create_app(Settings(engine="fake"), engine=EchoEngine(), profile=TINY_PROFILE)
 
     async def compat(request: Request) -> dict[str, str]:
         return {"ok": (await request.form())["text"]}  # type: ignore[dict-item]

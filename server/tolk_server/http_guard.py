@@ -80,7 +80,8 @@ class HttpGuard:
                                                               b"transfer-encoding")}
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            raise _Refused(413, "too_large", f"the body exceeds {self.max_body_bytes} bytes")
+            raise _Refused(413, ErrorCode.TOO_LARGE,
+                           f"the body exceeds {self.max_body_bytes} bytes")
         bodiless = length in (None, b"0") and b"transfer-encoding" not in headers
         if scope["method"] not in BODY_METHODS or bodiless:
             return
@@ -90,7 +91,7 @@ class HttpGuard:
         media = ctype.split(";", 1)[0].strip().lower()
         if media in FORM_TYPES and _form_allowed(scope["path"], self.form_paths):
             return
-        raise _Refused(415, "bad_request", "send the body as JSON, with Content-Type: "
+        raise _Refused(415, ErrorCode.BAD_REQUEST, "send the body as JSON, with Content-Type: "
                                            "application/json")
 
     def _limited(self, receive: Receive) -> Receive:
@@ -106,11 +107,12 @@ class HttpGuard:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     message = await receive()
             except TimeoutError:
-                raise _Refused(408, "bad_request", "the request body took too long") from None
+                raise _Refused(408, ErrorCode.BAD_REQUEST,
+                               "the request body took too long") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    raise _Refused(413, "too_large",
+                    raise _Refused(413, ErrorCode.TOO_LARGE,
                                    f"the body exceeds {self.max_body_bytes} bytes")
                 done = not message.get("more_body", False)
             else:

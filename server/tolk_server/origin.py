@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tolk.protocol import error
+from tolk.protocol import ErrorCode, error
 
 from .config import Settings, is_loopback
 
@@ -102,5 +102,5 @@ class OriginGuard:
         if scope["type"] == "websocket":  # before the handshake: HTTP 403
             await send({"type": "websocket.close", "code": POLICY_VIOLATION})
             return
-        await JSONResponse(dict(error("bad_request", message)), 403,
+        await JSONResponse(dict(error(ErrorCode.BAD_REQUEST, message)), 403,
                            {"connection": "close"})(scope, receive, send)
