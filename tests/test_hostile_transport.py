@@ -259,10 +259,10 @@ def test_form_bodies_only_on_allowed_paths() -> None:
     async def compat(request: Request) -> dict[str, str]:
         return {"ok": (await request.form())["text"]}  # type: ignore[dict-item]
 
-    app.router.routes.insert(0, APIRoute("/v2/translate", compat, methods=["POST"]))
+    app.router.routes.insert(0, APIRoute("/x/echo", compat, methods=["POST"]))
 
-    allow_form_bodies(app, "/v2/")
+    allow_form_bodies(app, "/x/")
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     with TestClient(app) as c:
-        assert c.post("/v2/translate", content=b"text=hi", headers=form).status_code == 200
+        assert c.post("/x/echo", content=b"text=hi", headers=form).json() == {"ok": "hi"}
         assert c.post("/v1/translate", content=b"text=hi", headers=form).status_code == 415

@@ -22,7 +22,7 @@ from .echo_engine import EchoEngine
 from .engine import Engine
 from .generation import Generator
 from .glossary import GlossaryStore
-from .http_guard import HttpGuard
+from .http_guard import HttpGuard, allow_form_bodies
 from .http_routes import router
 from .keystore import KeyStore
 from .lifecycle import exit_process, watch_engine
@@ -114,9 +114,14 @@ def create_app(
     return app
 
 
+FORM_BODY_PATHS = ("/translate", "/detect", "/v2/")
+
+
 def _guard(app: FastAPI, settings: Settings) -> None:
     """Body limits and origin checks for every route (the last added runs first)."""
-    app.state.form_body_paths = []  # compat routes: http_guard.allow_form_bodies
+    app.state.form_body_paths = []
+    # The LibreTranslate and DeepL routes take url-encoded forms, as those APIs do.
+    allow_form_bodies(app, *FORM_BODY_PATHS)
     app.add_middleware(HttpGuard, max_body_bytes=settings.max_body_bytes,
                        body_timeout_s=settings.body_timeout_s,
                        form_paths=app.state.form_body_paths)
