@@ -244,6 +244,10 @@ def test_cross_site_requests_are_refused(server: str, bystander: Callable[[], No
         for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
             h = {**hdr, **({"Content-Type": ctype} if ctype else {})}
             assert c.post("/v1/translate", content=body, headers=h).status_code == 415
+        # a form posted by a foreign page to a route that takes forms
+        r = c.post("/translate", data={"q": "hello", "source": "en", "target": "fi"},
+                   headers={**hdr, "Origin": "http://evil.example"})
+        assert r.status_code == 403
         # DNS rebinding: a foreign name resolving to 127.0.0.1
         r = c.post("/v1/translate", content=body, headers={**JSON, "Host": "evil.example"})
         assert r.status_code == 403

@@ -3,9 +3,10 @@
 - `Host` allowlist on loopback binds (and wherever `--allowed-host` is given): loopback
   names, the address the connection arrived on, and `--allowed-host` names. A page that
   rebinds its own DNS name to 127.0.0.1 sends its own name as `Host`, and is refused.
-- WebSocket upgrades: from non-browser clients (no `Origin`), from the server's own
-  origin (the `Origin` host and port equal the `Host` header's), or from an origin in
-  `--allowed-origin`. Starlette's CORS middleware does not cover WebSockets.
+- WebSocket upgrades and POST/PUT/PATCH/DELETE requests: from non-browser clients (no
+  `Origin`), from the server's own origin (the `Origin` host and port equal the `Host`
+  header's), or from an origin in `--allowed-origin`. (A foreign page can post a form
+  without a CORS preflight, and Starlette's CORS middleware does not cover WebSockets.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .config import Settings, is_loopback
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 POLICY_VIOLATION = 1008
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def split_host(value: str, default_port: int | None = None) -> tuple[str, int | None]:
@@ -90,10 +92,10 @@ class OriginGuard:
             await self._refuse(scope, receive, send, "this Host is not served here "
                                "(add it with --allowed-host)")
             return
-        if scope["type"] == "websocket" and not origin_allowed(headers.get(b"origin"), host,
-                                                                self.origins):
-            await self._refuse(scope, receive, send, "cross-origin WebSocket refused "
-                               "(allow it with --allowed-origin)")
+        guarded = scope["type"] == "websocket" or scope["method"] in UNSAFE_METHODS
+        if guarded and not origin_allowed(headers.get(b"origin"), host, self.origins):
+            await self._refuse(scope, receive, send, "cross-origin request refused "
+                               "(allow the origin with --allowed-origin)")
             return
         await self.app(scope, receive, send)
 
