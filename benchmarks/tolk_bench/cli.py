@@ -123,6 +123,16 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     r.add_argument("dir")
     r.set_defaults(func=_cmd_report)
 
+    au = bsub.add_parser("audio", help="speech: WER, RTF, phrase-end latency, streams, chrF "
+                         "(as `python -m tolk_bench.audio`)")
+    try:
+        from .audio import add_args as add_audio_args
+    except ImportError:  # numpy is missing: the speech benchmark is not available
+        pass
+    else:
+        add_audio_args(au)
+    au.set_defaults(func=_cmd_audio)
+
 
 def _out_dir(ns: argparse.Namespace, machine: dict[str, Any] | None = None) -> Any:
     from datetime import UTC, datetime
@@ -254,6 +264,13 @@ def _cmd_load(ns: argparse.Namespace) -> int:
 
     doc = run_load(ns.url, _plan(ns, []), _data(ns), ns.transports.split(","), ns.progress)
     return _finish(doc, ns)
+
+
+def _cmd_audio(ns: argparse.Namespace) -> int:
+    from .audio import run_cli
+
+    run_cli(ns)
+    return 0
 
 
 def _cmd_report(ns: argparse.Namespace) -> int:

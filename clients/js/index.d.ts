@@ -226,10 +226,75 @@ export declare class TolkClient {
   translate(opts: TranslateOptions): TranslationStream;
   /** Translate without streaming; resolves with the `complete` frame. */
   translateText(opts: TranslateOptions): Promise<CompleteFrame>;
+  /** Open an audio stream (speech in; transcript and per-phrase translations out). */
+  audioStream(opts?: AudioStreamOptions): AudioSession;
   /** Round-trip a ping; resolves with the time in milliseconds. */
   ping(): Promise<number>;
   /** Close for good; requests in flight fail with code `closed`. */
   close(): void;
 }
+
+export interface AudioStreamOptions {
+  id?: string;
+  /** The spoken language, or 'auto' (default). */
+  source?: string;
+  /** Translate each final phrase into these languages (default: none). */
+  targets?: string[];
+  sampleRate?: number;
+  channels?: number;
+  /** A label per channel. */
+  speakers?: string[];
+  /** Partial transcripts while a phrase is spoken (default true). */
+  partials?: boolean;
+  /** A browser MediaStream (microphone): recorded as 16 kHz PCM through an AudioWorklet. */
+  mediaStream?: unknown;
+}
+
+export interface TranscriptFrame {
+  type: 'transcript';
+  id: string;
+  segment: number;
+  speaker: string;
+  language: string;
+  start_ms: number;
+  end_ms: number;
+  text: string;
+  final: boolean;
+}
+
+export interface AudioCompleteFrame {
+  type: 'audio_complete';
+  id: string;
+  segments: number;
+  audio_ms: number;
+}
+
+export interface SegmentInfo {
+  segment: number;
+  speaker: string;
+  target: string;
+  frame: Record<string, unknown>;
+}
+
+export interface AudioSessionEvents {
+  transcript: TranscriptFrame;
+  token: SegmentInfo & { token: string };
+  translation: SegmentInfo;
+  error: TolkError;
+}
+
+export declare class AudioSession {
+  readonly id: string;
+  /** Resolves with the `audio_complete` frame; rejects with the stream's error. */
+  readonly done: Promise<AudioCompleteFrame>;
+  on<K extends keyof AudioSessionEvents>(type: K, listener: (value: AudioSessionEvents[K]) => void): () => void;
+  /** Send 16-bit PCM, interleaved by channel. */
+  send(chunk: Int16Array | ArrayBuffer): void;
+  /** No more audio. */
+  end(): void;
+}
+
+/** Float32 samples in [-1, 1] to 16-bit PCM. */
+export declare function floatToPcm16(samples: Float32Array): Int16Array;
 
 export default TolkClient;

@@ -249,6 +249,7 @@ export class TolkClient {
     this._ws = null;
     this._dial = null; // Promise<ready frame> while connecting
     this._requests = new Map(); // id -> TranslationStream (in flight on the current socket)
+    this._audio = new Map(); // id -> AudioSession (at most one open per connection)
     this._pongs = [];
     this._listeners = new Map();
     this._closed = false;
@@ -419,6 +420,9 @@ export class TolkClient {
     }
     const pongs = this._pongs.splice(0);
     for (const p of pongs) p.reject(new TolkConnectionError('connection_lost', 'the connection closed'));
+    for (const a of [...this._audio.values()]) {
+      a._fail(new TolkConnectionError('connection_lost', 'the connection closed during the audio stream'));
+    }
     this._emit('disconnect', { code, reason });
     if (!this._closed) this._scheduleReconnect();
   }
@@ -435,6 +439,11 @@ export class TolkClient {
         return;
       default:
         break;
+    }
+    const audio = typeof frame.id === 'string' ? this._audio.get(frame.id) : undefined;
+    if (audio) {
+      audio._onFrame(frame);
+      return;
     }
     const req = typeof frame.id === 'string' ? this._requests.get(frame.id) : undefined;
     if (!req) {
@@ -573,6 +582,26 @@ export class TolkClient {
     } catch { /* the close handler cleans up */ }
   }
 
+  /**
+   * Open an audio stream: speech in, transcript (and translations) out. Send 16-bit PCM with
+   * `session.send(chunk)` (Int16Array or ArrayBuffer, interleaved by channel) and finish with
+   * `session.end()`; or pass `mediaStream` (a browser microphone) and it records 16 kHz PCM
+   * through an AudioWorklet until `end()`. Events: 'transcript' (every transcript frame),
+   * 'token' / 'translation' ({ segment, speaker, target, token | frame }), 'error'.
+   * `session.done` resolves with the `audio_complete` frame.
+   * @param {object} opts `targets` (default []), `source` (default 'auto'), `sampleRate`
+   *   (default 16000), `channels` (1), `speakers` (labels per channel), `partials` (true),
+   *   `mediaStream`, `id`.
+   * @returns {AudioSession}
+   */
+  audioStream(opts = {}) {
+    const id = opts.id ?? this._nextId();
+    const session = new AudioSession(this, id, opts);
+    this._audio.set(id, session);
+    session._begin();
+    return session;
+  }
+
   /** Round trip a `ping`; resolves with the time in milliseconds. */
   async ping() {
     await this.connect();
@@ -602,6 +631,153 @@ export class TolkClient {
         ws.close(NORMAL_CLOSURE);
       } catch { /* ignore */ }
     }
+  }
+}
+
+// An AudioWorklet that posts mono Float32 blocks of ~100 ms (kept inline: one file to copy).
+const WORKLET = `class TolkPcm extends AudioWorkletProcessor {
+  constructor() { super(); this.buf = []; this.n = 0; }
+  process(inputs) {
+    const ch = inputs[0] && inputs[0][0];
+    if (ch) { this.buf.push(ch.slice(0)); this.n += ch.length; }
+    if (this.n >= sampleRate / 10) {
+      const out = new Float32Array(this.n); let o = 0;
+      for (const b of this.buf) { out.set(b, o); o += b.length; }
+      this.buf = []; this.n = 0; this.port.postMessage(out, [out.buffer]);
+    }
+    return true;
+  }
+}
+registerProcessor('tolk-pcm', TolkPcm);`;
+
+/** Float32 samples in [-1, 1] to 16-bit PCM. */
+export function floatToPcm16(samples) {
+  const out = new Int16Array(samples.length);
+  for (let i = 0; i < samples.length; i += 1) {
+    const x = Math.max(-1, Math.min(1, samples[i]));
+    out[i] = x < 0 ? x * 32768 : x * 32767;
+  }
+  return out;
+}
+
+/** One audio stream on a client's connection (see `TolkClient.audioStream`). */
+export class AudioSession {
+  constructor(client, id, opts) {
+    this.client = client;
+    this.id = id;
+    this.opts = opts;
+    this.sampleRate = opts.sampleRate ?? 16000;
+    this._listeners = new Map();
+    this._ws = null;
+    this._queue = []; // chunks sent before the connection is ready
+    this._ended = false;
+    this._closed = false;
+    this._recorder = null;
+    this.done = new Promise((resolve, reject) => { this._resolve = resolve; this._reject = reject; });
+    this.done.catch(() => {});
+  }
+
+  on(type, listener) {
+    let set = this._listeners.get(type);
+    if (!set) this._listeners.set(type, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  _emit(type, value) {
+    for (const fn of [...(this._listeners.get(type) ?? [])]) {
+      try { fn(value); } catch (err) { setTimeout(() => { throw err; }, 0); }
+    }
+  }
+
+  async _begin() {
+    try {
+      let rate = this.sampleRate;
+      if (this.opts.mediaStream) rate = this.sampleRate = await this._record(this.opts.mediaStream);
+      await this.client.connect();
+      const ws = this.client._ws;
+      if (this._closed) return;
+      if (!ws || ws.readyState !== OPEN) throw new TolkConnectionError('connection_lost', 'not connected');
+      this._ws = ws;
+      ws.send(JSON.stringify({
+        type: 'audio_start', id: this.id, source: this.opts.source ?? 'auto',
+        targets: this.opts.targets ?? [], sample_rate: rate, channels: this.opts.channels ?? 1,
+        speakers: this.opts.speakers ?? [], partials: this.opts.partials ?? true,
+      }));
+      for (const chunk of this._queue.splice(0)) ws.send(chunk);
+      if (this._ended) ws.send(JSON.stringify({ type: 'audio_end', id: this.id }));
+    } catch (err) {
+      this._fail(err instanceof TolkError ? err : new TolkError('audio', String(err?.message ?? err)));
+    }
+  }
+
+  async _record(mediaStream) {
+    const ctx = new AudioContext({ sampleRate: 16000 });
+    const url = URL.createObjectURL(new Blob([WORKLET], { type: 'text/javascript' }));
+    await ctx.audioWorklet.addModule(url);
+    URL.revokeObjectURL(url);
+    const src = ctx.createMediaStreamSource(mediaStream);
+    const node = new AudioWorkletNode(ctx, 'tolk-pcm', { channelCount: 1, channelCountMode: 'explicit' });
+    node.port.onmessage = (ev) => this.send(floatToPcm16(ev.data));
+    src.connect(node);
+    this._recorder = { ctx, src, node };
+    return ctx.sampleRate;
+  }
+
+  _stopRecording() {
+    const r = this._recorder;
+    this._recorder = null;
+    if (!r) return;
+    try { r.src.disconnect(); r.node.disconnect(); r.node.port.onmessage = null; } catch { /* gone */ }
+    r.ctx.close().catch(() => {});
+  }
+
+  /** Send PCM s16le (an Int16Array or ArrayBuffer). */
+  send(chunk) {
+    if (this._ended || this._closed) return;
+    const data = chunk instanceof Int16Array
+      ? chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) : chunk;
+    if (this._ws && this._ws.readyState === OPEN) this._ws.send(data);
+    else if (!this._ws) this._queue.push(data);
+  }
+
+  /** No more audio: the phrases in progress become final; `done` resolves after them. */
+  end() {
+    if (this._ended || this._closed) return;
+    this._ended = true;
+    this._stopRecording();
+    if (this._ws && this._ws.readyState === OPEN) {
+      this._ws.send(JSON.stringify({ type: 'audio_end', id: this.id }));
+    }
+  }
+
+  _onFrame(frame) {
+    if (frame.type === 'transcript') {
+      this._emit('transcript', frame);
+    } else if (frame.type === 'audio_complete') {
+      this._finish();
+      this._resolve(frame);
+    } else if (frame.segment !== undefined) { // a phrase's translation: start, token, complete, error
+      const info = { segment: frame.segment, speaker: frame.speaker, target: frame.target, frame };
+      if (frame.type === 'token') this._emit('token', { ...info, token: frame.token });
+      else if (frame.type === 'segment') this._emit('token', { ...info, token: frame.text });
+      else this._emit('translation', info);
+    } else if (frame.type === 'error') {
+      this._fail(new TolkError(frame.code, frame.message ?? frame.code, { id: this.id, frame }));
+    }
+  }
+
+  _finish() {
+    this._closed = true;
+    this._stopRecording();
+    this.client._audio.delete(this.id);
+  }
+
+  _fail(err) {
+    if (this._closed) return;
+    this._finish();
+    this._emit('error', err);
+    this._reject(err);
   }
 }
 

@@ -105,6 +105,7 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    state.audio = _audio_service(settings)
     app.state.tolk = state
     _guard(app, settings)
     app.include_router(router)
@@ -126,6 +127,18 @@ def _guard(app: FastAPI, settings: Settings) -> None:
                        body_timeout_s=settings.body_timeout_s,
                        form_paths=app.state.form_body_paths)
     app.add_middleware(OriginGuard, settings=settings)
+
+
+def _audio_service(settings: Settings) -> object:
+    """Speech input, when the `audio` extra is installed and not switched off."""
+    if settings.asr_backend == "off":
+        return None
+    try:
+        from .audio.service import AudioService
+    except ImportError:  # pragma: no cover - a server installed without the `audio` extra
+        log.info("speech input off: install tolk[audio]")
+        return None
+    return AudioService(settings)
 
 
 async def _start_engine(state: ServerState) -> None:

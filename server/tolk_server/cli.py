@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-text-chars", type=int)
     serve.add_argument("--max-frame-bytes", type=int)
     serve.add_argument("--fake-token-delay-ms", type=float, help=argparse.SUPPRESS)
+    serve.add_argument("--asr-backend", choices=["faster-whisper", "vllm", "off"],
+                       help="speech recogniser for audio streams (default faster-whisper)")
+    serve.add_argument("--asr-model", help="faster-whisper model dir (default: bundled "
+                       "tiny.en), or HF Whisper weights with --asr-backend vllm")
     serve.add_argument("--log-level")
     serve.set_defaults(func=cmd_serve)
 
@@ -280,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     krev.add_argument("key")
     keys.set_defaults(func=cmd_keys)
 
+    from .listen_cli import add_listen_parser
+
+    add_listen_parser(sub)
     _add_plugin_commands(sub)
     return parser
 

@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
 EngineKind = Literal["vllm", "echo", "fake"]
+AsrBackend = Literal["faster-whisper", "vllm", "off"]
 
 
 class Settings(BaseSettings):
@@ -82,6 +83,20 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
         / "glossaries.json"
     )
+
+    # Speech (audio streams on /v1/stream)
+    asr_backend: AsrBackend = "faster-whisper"
+    asr_model: str | None = Field(
+        None, description="faster-whisper model dir (default: the bundled tiny.en), or HF "
+        "Whisper weights with asr_backend=vllm.")
+    asr_threads: int = Field(2, ge=1, description="CPU threads of the recogniser.")
+    asr_workers: int = Field(1, ge=1, description="Phrases recognised at once (all streams).")
+    audio_max_s: float = Field(4 * 3600.0, gt=0, description="Longest audio stream.")
+    audio_idle_s: float = Field(10.0, gt=0, description="No audio nor audio_end: error.")
+    audio_max_speed: float = Field(1.5, gt=0, description="Audio seconds per wall second.")
+    audio_burst_s: float = Field(5.0, ge=0, description="Audio allowed ahead of real time.")
+    vad_silence_ms: int = Field(400, ge=32, description="A pause this long ends a phrase.")
+    max_segment_s: float = Field(15.0, gt=1, description="Longest phrase.")
 
     @field_validator("api_keys", "allowed_origins", "allowed_hosts", mode="before")
     @classmethod

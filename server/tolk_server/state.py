@@ -31,6 +31,7 @@ class ServerState:
     draining: bool = False
     connections: set[Any] = field(default_factory=set)
     request_exit: Callable[[], None] | None = None
+    audio: Any = None  # audio.service.AudioService: speech input (None: off)
     _http_sessions: dict[str, SessionStore] = field(default_factory=dict)
 
     def http_sessions(self, authorization: str | None) -> SessionStore:

@@ -14,6 +14,8 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tolk.protocol import (
+    AudioEndFrame,
+    AudioStartFrame,
     AuthFrame,
     CancelFrame,
     ErrorCode,
@@ -32,6 +34,7 @@ from tolk.protocol import (
     ready,
 )
 
+from .audio.stream import AudioPort
 from .auth import Principal, bearer
 from .pipeline import Run
 from .sessions import SessionStore
@@ -65,6 +68,7 @@ class Connection:
         self._drained = asyncio.Event()
         s = state.settings
         self.sessions = SessionStore(s.session_max, s.session_turns, s.session_ttl_s)
+        self.audio = AudioPort(state, self.send, lambda: self.principal, self.sessions)
 
     async def serve(self) -> None:
         metrics = self.state.metrics
@@ -92,6 +96,7 @@ class Connection:
             pass
         finally:
             self.closing = True
+            self.audio.abort()
             tasks = [entry.value for _, entry in self.requests.items()]
             for task in tasks:
                 task.cancel()
@@ -151,13 +156,16 @@ class Connection:
             pass
 
     async def _receive(self) -> str | None:
-        """The next text frame; None for a rejected frame (already answered)."""
+        """The next text frame; None for a rejected frame (already answered) or audio."""
         msg = await self.ws.receive()
         if msg["type"] == "websocket.disconnect":
             raise _Closed
         if msg.get("bytes") is not None:
-            await self.send_error(ProtocolError(ErrorCode.BAD_REQUEST,
-                                                "binary frames are not supported"))
+            if self.principal is not None:
+                await self.audio.binary(msg["bytes"])  # PCM of the open audio stream
+            else:
+                await self.send_error(ProtocolError(ErrorCode.BAD_REQUEST,
+                                                    "binary frame before auth"))
             return None
         text: str = msg.get("text") or ""
         limit = self.state.settings.max_frame_bytes
@@ -179,6 +187,10 @@ class Connection:
                 await self.send(reply)
             else:
                 entry.value.cancel()
+        elif isinstance(frame, AudioStartFrame):
+            await self.audio.start(frame)
+        elif isinstance(frame, AudioEndFrame):
+            await self.audio.end(frame)
         elif isinstance(frame, PingFrame):
             await self.send(pong())
         elif isinstance(frame, AuthFrame):

@@ -237,6 +237,28 @@ class TranslationStream(_StreamBase):
                 raise
             self._items.extend(batch)
 
+    def __aiter__(self) -> TranslationStream:
+        """`async for` works too (in a coroutine): waits without blocking the caller's loop."""
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            token = self._take()
+            if token is not None:
+                return token
+            if self._finished:
+                raise StopAsyncIteration
+            future = self._portal.submit(self._fetch())
+            try:
+                batch = await asyncio.wrap_future(future)
+            except TolkError as exc:
+                self._fail(exc)
+            except BaseException:
+                future.cancel()
+                self._abandon()
+                raise
+            self._items.extend(batch)
+
     def collect(self) -> TranslationResult:
         """Read the stream to its end; the `TranslationResult`."""
         for _ in self:

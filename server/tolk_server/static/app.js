@@ -1,5 +1,6 @@
 // The tolk browser page: live translation as you type, and a two-party translated chat.
 // Plain ES module, no dependencies beyond the client (tolk-client.js, served from clients/js/index.js).
+import { setupMeeting } from './meeting.js';
 import { TolkClient, isAbortError } from './tolk-client.js';
 
 const DEBOUNCE_MS = 250;
@@ -18,6 +19,7 @@ const storedKey = (() => {
 const client = new TolkClient({ apiKey: storedKey });
 // Exposed for debugging in the console (and for end-to-end tests).
 globalThis.tolk = { client };
+setupMeeting(client);
 
 // ---------------------------------------------------------------- connection and languages
 const langNames = new Map();

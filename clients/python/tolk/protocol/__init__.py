@@ -1,7 +1,10 @@
 """Protocol v1: frame schemas, validation, error codes and the request table, with no I/O."""
 
+from .audio import audio_complete, transcript
 from .errors import KEY_LIMITS, Limit, ProtocolError
 from .frames import (
+    AudioEndFrame,
+    AudioStartFrame,
     AuthFrame,
     CancelFrame,
     PingFrame,
@@ -25,10 +28,12 @@ from .types import (
     GRANULARITIES,
     PROTOCOL_VERSION,
     TERMINAL_TYPES,
+    AudioCompleteFrame,
     ErrorCode,
     ErrorFrame,
     Granularity,
     ServerFrame,
+    TranscriptFrame,
 )
 
 __all__ = [
@@ -38,6 +43,9 @@ __all__ = [
     "KEY_LIMITS",
     "PROTOCOL_VERSION",
     "TERMINAL_TYPES",
+    "AudioCompleteFrame",
+    "AudioEndFrame",
+    "AudioStartFrame",
     "AuthFrame",
     "CancelFrame",
     "ErrorCode",
@@ -49,8 +57,10 @@ __all__ = [
     "RequestTable",
     "Route",
     "ServerFrame",
+    "TranscriptFrame",
     "TranslateFrame",
     "TranslateOptions",
+    "audio_complete",
     "complete",
     "encode",
     "error",
@@ -61,4 +71,5 @@ __all__ = [
     "segment",
     "start",
     "token",
+    "transcript",
 ]

@@ -92,13 +92,32 @@ class PingFrame(_Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[
-    AuthFrame | TranslateFrame | CancelFrame | PingFrame, Field(discriminator="type")
-]
-_CLIENT_FRAME: TypeAdapter[AuthFrame | TranslateFrame | CancelFrame | PingFrame] = TypeAdapter(
-    ClientFrame
+class AudioStartFrame(_Frame):
+    """Opens an audio stream: binary frames of PCM s16le (interleaved) follow."""
+
+    type: Literal["audio_start"]
+    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+    source: Annotated[str, Field(pattern=LANG_PATTERN + "|^auto$")] = "auto"
+    targets: Annotated[list[Lang], Field(max_length=MAX_TARGETS)] = Field(default_factory=list)
+    sample_rate: int = 16000
+    channels: int = 1
+    speakers: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                        Field(max_length=8)] = Field(default_factory=list)
+    quality: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    partials: bool = True  # partial transcripts while a phrase is spoken
+
+
+class AudioEndFrame(_Frame):
+    type: Literal["audio_end"]
+    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+
+
+AnyClientFrame = (
+    AuthFrame | TranslateFrame | CancelFrame | PingFrame | AudioStartFrame | AudioEndFrame
 )
-CLIENT_TYPES = ("auth", "translate", "cancel", "ping")
+ClientFrame = Annotated[AnyClientFrame, Field(discriminator="type")]
+_CLIENT_FRAME: TypeAdapter[AnyClientFrame] = TypeAdapter(ClientFrame)
+CLIENT_TYPES = ("auth", "translate", "cancel", "ping", "audio_start", "audio_end")
 
 
 def _describe(err: ValidationError) -> str:
@@ -109,7 +128,7 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_client_frame(data: str | bytes) -> AuthFrame | TranslateFrame | CancelFrame | PingFrame:
+def parse_client_frame(data: str | bytes) -> AnyClientFrame:
     """Decode one client frame or raise `ProtocolError(ErrorCode.BAD_REQUEST)`.
 
     The error carries the frame's `id` when one could be read, so the client

@@ -47,6 +47,8 @@ class StartFrame(TypedDict):
     request_id: str
     source: str
     target: str
+    segment: NotRequired[int]  # translations of an audio stream's phrases
+    speaker: NotRequired[str]
 
 
 class TokenFrame(TypedDict):
@@ -56,6 +58,8 @@ class TokenFrame(TypedDict):
     index: int
     seq: NotRequired[int]  # the source sentence, when a long input was split
     target: NotRequired[str]  # with `targets`
+    segment: NotRequired[int]
+    speaker: NotRequired[str]
 
 
 class SegmentFrame(TypedDict):
@@ -65,6 +69,8 @@ class SegmentFrame(TypedDict):
     index: int
     seq: NotRequired[int]
     target: NotRequired[str]
+    segment: NotRequired[int]
+    speaker: NotRequired[str]
 
 
 class TermReport(TypedDict):
@@ -88,6 +94,8 @@ class CompleteFrame(TypedDict):
     cached: NotRequired[bool]
     session: NotRequired[str]
     glossary: NotRequired[list[TermReport]]
+    segment: NotRequired[int]
+    speaker: NotRequired[str]
 
 
 class ErrorFrame(TypedDict):
@@ -97,14 +105,40 @@ class ErrorFrame(TypedDict):
     message: str
     target: NotRequired[str]
     about: NotRequired[str]  # "cancel": answers a cancel frame; not a request's terminal frame
+    segment: NotRequired[int]
+    speaker: NotRequired[str]
 
 
 class PongFrame(TypedDict):
     type: Literal["pong"]
 
 
+class TranscriptFrame(TypedDict):
+    """A phrase of an audio stream: partials (`final` false) then exactly one final."""
+
+    type: Literal["transcript"]
+    id: str
+    segment: int
+    speaker: str
+    language: str
+    start_ms: int
+    end_ms: int
+    text: str
+    final: bool
+
+
+class AudioCompleteFrame(TypedDict):
+    """An audio stream's terminal frame (or an `error` with its id)."""
+
+    type: Literal["audio_complete"]
+    id: str
+    segments: int
+    audio_ms: int
+
+
 ServerFrame = (
     ReadyFrame | StartFrame | TokenFrame | SegmentFrame | CompleteFrame | ErrorFrame | PongFrame
+    | TranscriptFrame | AudioCompleteFrame
 )
 # The frames that end a request (one per target): the only definition of this set. The JS
 # client's `TERMINAL_TYPES` (clients/js/index.js) is checked against it by tests/test_protocol.py.
