@@ -198,7 +198,7 @@ async def _live(ns: argparse.Namespace, pairs: list[Pair], hyps: list[str]) -> d
         cmd = [sys.executable, "-m", "tolk_server.cli", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "warning", *ns.server_flag]
         server = ServerProcess("tolk", cmd, f"http://127.0.0.1:{port}/ready", env,
-                               RESULTS_DIR / "audio-server.log")
+                               Path(ns.out).parent / "audio-server.log")
         server.start()
         url = f"http://127.0.0.1:{port}"
     ws_url = url.replace("http", "ws", 1)
