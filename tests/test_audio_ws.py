@@ -133,6 +133,19 @@ def test_bad_audio_input_gets_clear_errors(make_client: Any, phrases: np.ndarray
     assert svc.streams == 0
 
 
+def test_speech_off_or_unavailable_is_refused(make_client: Any) -> None:
+    for backend, words in (("off", "off"), ("vllm", "not available")):
+        client: TestClient = make_client(asr_backend=backend)
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.receive_json()
+            ws.send_json(audio_start())
+            err = ws.receive_json()
+            assert err["code"] == "bad_request" and words in err["message"], err
+            ws.send_json({"type": "translate", "id": "t", "text": "Hello.", "target": "fi"})
+            while (f := ws.receive_json())["type"] != "complete":  # text still works
+                assert f["type"] in ("start", "token")
+
+
 def test_too_fast_and_idle_senders_are_stopped(make_client: Any, phrases: np.ndarray) -> None:
     client: TestClient = make_client(audio_burst_s=1.0, audio_idle_s=0.5)
     state = client.app.state.tolk  # type: ignore[attr-defined]

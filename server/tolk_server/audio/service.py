@@ -27,8 +27,15 @@ class AudioService:
                                     max_segment_s=s.max_segment_s)
 
     @property
-    def enabled(self) -> bool:
-        return self._transcriber is not None or self.settings.asr_backend != "off"
+    def unavailable(self) -> str | None:
+        """Why audio streams are refused (None: they are accepted)."""
+        if self._transcriber is not None:
+            return None
+        if self.settings.asr_backend == "off":
+            return "speech input is off on this server"
+        if self.settings.asr_backend == "vllm":  # the seam is here; the backend is not built yet
+            return "asr_backend=vllm is not available in this build; use faster-whisper"
+        return None
 
     async def transcriber(self) -> Transcriber:
         """The recogniser, loaded on first use (in a thread: it reads the model from disk)."""
@@ -39,8 +46,6 @@ class AudioService:
 
     def _load(self) -> Transcriber:
         s = self.settings
-        if s.asr_backend == "vllm":
-            raise RuntimeError("asr_backend=vllm is not available in this build")
         from .transcriber import FasterWhisper
 
         return FasterWhisper(s.asr_model, threads=s.asr_threads)

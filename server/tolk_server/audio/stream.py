@@ -59,9 +59,9 @@ class AudioPort:
     async def start(self, frame: AudioStartFrame) -> None:
         svc = self.service
         try:
-            if svc is None or not svc.enabled:
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "speech input is off on this server",
-                                    frame.id)
+            why = "speech input is off on this server" if svc is None else svc.unavailable
+            if svc is None or why is not None:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, why or "", frame.id)
             if self.run is not None:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "an audio stream is already open on "
                                     f"this connection ({self.run.session.id})", frame.id)
