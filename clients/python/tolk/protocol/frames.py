@@ -19,6 +19,7 @@ from .types import (
     ErrorCode,
     ErrorFrame,
     Granularity,
+    PartialFrame,
     PongFrame,
     ReadyFrame,
     SegmentFrame,
@@ -83,6 +84,14 @@ class TranslateFrame(TranslateOptions):
     type: Literal["translate"]
 
 
+class UpdateFrame(TranslateOptions):
+    """Live input: the whole current source text of live request `id`."""
+
+    type: Literal["update"]
+    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+    final: bool = False
+
+
 class CancelFrame(_Frame):
     type: Literal["cancel"]
     id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
@@ -93,12 +102,11 @@ class PingFrame(_Frame):
 
 
 ClientFrame = Annotated[
-    AuthFrame | TranslateFrame | CancelFrame | PingFrame, Field(discriminator="type")
+    AuthFrame | TranslateFrame | UpdateFrame | CancelFrame | PingFrame, Field(discriminator="type")
 ]
-_CLIENT_FRAME: TypeAdapter[AuthFrame | TranslateFrame | CancelFrame | PingFrame] = TypeAdapter(
-    ClientFrame
-)
-CLIENT_TYPES = ("auth", "translate", "cancel", "ping")
+AnyClientFrame = AuthFrame | TranslateFrame | UpdateFrame | CancelFrame | PingFrame
+_CLIENT_FRAME: TypeAdapter[AnyClientFrame] = TypeAdapter(ClientFrame)
+CLIENT_TYPES = ("auth", "translate", "update", "cancel", "ping")
 
 
 def _describe(err: ValidationError) -> str:
@@ -109,7 +117,7 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_client_frame(data: str | bytes) -> AuthFrame | TranslateFrame | CancelFrame | PingFrame:
+def parse_client_frame(data: str | bytes) -> AnyClientFrame:
     """Decode one client frame or raise `ProtocolError(ErrorCode.BAD_REQUEST)`.
 
     The error carries the frame's `id` when one could be read, so the client
@@ -201,6 +209,15 @@ def complete(
         "latency_ms": round(latency_ms, 3),
         "finish_reason": finish_reason,
     }
+
+
+def partial(rid: str, version: int, stable: str, tentative: str,
+            reset: bool = False) -> PartialFrame:
+    frame: PartialFrame = {"type": "partial", "id": rid, "version": version, "stable": stable,
+                           "tentative": tentative}
+    if reset:
+        frame["reset"] = True
+    return frame
 
 
 def error(code: ErrorCode, message: str, rid: str | None = None) -> ErrorFrame:
