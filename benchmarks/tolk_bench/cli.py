@@ -92,7 +92,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--quality-limit", type=int, default=0,
                    help="also run the quality mode on this many lines (0: skip)")
     p.set_defaults(func=_cmd_suite)
-    bsub = p.add_subparsers(dest="bench_command", metavar="{quality,frontend,load,report}")
+    bsub = p.add_subparsers(dest="bench_command", metavar="{quality,frontend,load,live,report}")
 
     q = bsub.add_parser("quality", help="chrF/BLEU through the server + streamed == offline")
     _engine_opts(q)
@@ -118,6 +118,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     ld.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000")
     ld.add_argument("--transports", default="ws,sse")
     ld.set_defaults(func=_cmd_load)
+
+    from . import live
+
+    lv = bsub.add_parser("live", help="live input: typed and spoken replays (tolk_bench.live)")
+    live.add_args(lv)
+    lv.set_defaults(func=live.run)
 
     r = bsub.add_parser("report", help="rewrite summary.md and the plots from results.json")
     r.add_argument("dir")

@@ -14,6 +14,7 @@ export type ServerErrorCode =
   | 'cancelled'
   | 'overloaded'
   | 'engine_error'
+  | 'expired'
   | 'internal';
 
 /** `connect_failed`: no connection could be opened; `connection_lost`: it dropped while the
@@ -66,7 +67,34 @@ export interface CompleteFrame {
   first_token_ms: number | null;
   latency_ms: number;
   finish_reason: string;
+  /** Live requests only. */
+  live?: LiveStats;
   [extra: string]: unknown;
+}
+
+/** A live request's current translation: `stable + tentative`. */
+export interface PartialFrame {
+  type: 'partial';
+  id: string;
+  /** The number of the `update` it answers (1-based). */
+  version: number;
+  /** Never shrinks or changes unless `reset` is true. */
+  stable: string;
+  tentative: string;
+  reset?: boolean;
+  [extra: string]: unknown;
+}
+
+/** `complete.live` of a live request. */
+export interface LiveStats {
+  updates: number;
+  partials: number;
+  resets: number;
+  normalized_erasure: number;
+  laal: number;
+  first_partial_ms: number | null;
+  final_ms: number;
+  engine_tokens?: number;
 }
 
 export interface ErrorFrame {
@@ -85,6 +113,7 @@ export type ServerFrame =
   | ReadyFrame
   | StartFrame
   | TokenFrame
+  | PartialFrame
   | SegmentFrame
   | CompleteFrame
   | ErrorFrame
@@ -162,6 +191,43 @@ export declare class TranslationStream implements AsyncIterableIterator<string> 
   [Symbol.asyncIterator](): TranslationStream;
 }
 
+export interface LiveOptions {
+  target: string;
+  source?: string;
+  session?: string;
+  glossary?: Record<string, string>;
+  id?: string;
+  /** Called with each partial frame. */
+  onPartial?: (partial: PartialFrame) => void;
+  /** Any other protocol field is sent in every update as it is. */
+  [field: string]: unknown;
+}
+
+/** A live request: `update(text)` as the text changes; iterate for the newest partial. */
+export declare class LiveTranslation implements AsyncIterableIterator<PartialFrame> {
+  readonly id: string;
+  /** The `complete` frame (with `live`); rejects with a `TolkError`. */
+  readonly result: Promise<CompleteFrame>;
+  readonly started: StartFrame | null;
+  readonly completed: CompleteFrame | null;
+  /** The newest partial frame. */
+  readonly latest: PartialFrame | null;
+  /** `stable + tentative` of the newest partial. */
+  readonly text: string;
+  readonly done: boolean;
+  /** Updates the server refused (`error` frames with `about: "update"`); the request went on. */
+  readonly refused: TolkError[];
+  /** Send the whole current source text (the first update opens the request). */
+  update(text: string, options?: { final?: boolean }): void;
+  /** Send the final text (default: the last one); resolves with the `complete` frame. */
+  finish(text?: string): Promise<CompleteFrame>;
+  cancel(reason?: unknown): void;
+  next(): Promise<IteratorResult<PartialFrame, undefined>>;
+  /** Ends the loop; does not cancel the live request. */
+  return(): Promise<IteratorResult<PartialFrame, undefined>>;
+  [Symbol.asyncIterator](): LiveTranslation;
+}
+
 export interface ReconnectOptions {
   /** First delay before reconnecting (ms, default 250). */
   initialDelayMs?: number;
@@ -224,6 +290,8 @@ export declare class TolkClient {
   connect(): Promise<ReadyFrame>;
   /** Start a (streaming) translation. */
   translate(opts: TranslateOptions): TranslationStream;
+  /** Open a live request (sent on the first `update`). */
+  live(opts: LiveOptions): LiveTranslation;
   /** Translate without streaming; resolves with the `complete` frame. */
   translateText(opts: TranslateOptions): Promise<CompleteFrame>;
   /** Open an audio stream (speech in; transcript and per-phrase translations out). */

@@ -216,6 +216,61 @@ export class TranslationStream {
 }
 
 /**
+ * A live request: the source text keeps changing (typing, speech). `update(text)` sends the
+ * whole current text; the server answers with partial frames `{ version, stable, tentative,
+ * reset? }` whose `stable` part never changes unless `reset` is set. Iterate it (`for await`)
+ * for the newest partial (a slow reader skips superseded ones), or pass `onPartial`.
+ * `finish(text?)` sends the final text and resolves with the `complete` frame (with `live`).
+ */
+export class LiveTranslation extends TranslationStream {
+  /** @internal */
+  constructor(client, id, fields, onPartial) {
+    super(client, id, undefined);
+    this._fields = fields;
+    this._onPartial = onPartial;
+    /** The newest partial frame. */
+    this.latest = null;
+    /** Updates the server refused (an `error` frame with `about: "update"`): the request goes on. */
+    this.refused = [];
+    this._lastText = '';
+  }
+
+  /** Send the whole current source text. */
+  update(text, { final = false } = {}) {
+    if (this._terminal) throw new TolkError('bad_request', 'this live request has ended', { id: this.id });
+    this._lastText = text;
+    const frame = { type: 'update', ...this._fields, id: this.id, text };
+    if (final) frame.final = true;
+    this._client._sendLive(this, frame);
+  }
+
+  /** Send the final text (default: the last one); resolves with the `complete` frame. */
+  finish(text) {
+    this.update(text ?? this._lastText, { final: true });
+    return this.result;
+  }
+
+  /** The current translation (`stable + tentative` of the newest partial). */
+  get text() {
+    return this.latest ? this.latest.stable + this.latest.tentative : '';
+  }
+
+  /** Leaving a `for await` loop does not cancel a live request (call `cancel()`). */
+  return() {
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  /** @internal */
+  _partial(frame) {
+    this.latest = frame;
+    this._tokens.length = 0;
+    this._tokens.push(frame);
+    if (this._onPartial) this._onPartial(frame);
+    this._wake();
+  }
+}
+
+/**
  * A client for one tolk server. Connects lazily (on the first request or `connect()`).
  */
 export class TolkClient {
@@ -461,8 +516,17 @@ export class TolkClient {
       case 'segment': // with granularity 'segment' (or 'word'): a readable chunk of text
         if (!req._terminal) req._push(frame.text);
         break;
+      case 'partial': // a live request's current translation
+        if (!req._terminal && req._partial) req._partial(frame);
+        break;
       default:
         break;
+    }
+    if (frame.type === 'error' && frame.about) { // answers one frame (a refused update)
+      const err = new TolkError(frame.code, frame.message ?? frame.code, { id: req.id, frame });
+      if (req.refused) req.refused.push(err);
+      this._emit('error', err);
+      return;
     }
     if (!TERMINAL_TYPES.includes(frame.type)) return;
     this._requests.delete(req.id);
@@ -548,6 +612,66 @@ export class TolkClient {
         : new TolkConnectionError('connect_failed', String(err?.message ?? err), { id, cause: err }));
     });
     return req;
+  }
+
+  /**
+   * Open a live request (nothing is sent until the first `update()`).
+   * @param {object} opts `target`, and optionally `source`, `session`, `glossary`, `id`, and
+   *   `onPartial` (called with each partial frame); other fields go out in every update frame.
+   * @returns {LiveTranslation}
+   */
+  live(opts) {
+    if (!opts || typeof opts !== 'object') throw new TypeError('live() takes an options object');
+    const { onPartial, id: given, ...fields } = opts;
+    for (const key of Object.keys(fields)) {
+      if (fields[key] === undefined || fields[key] === null) delete fields[key];
+    }
+    return new LiveTranslation(this, given ?? this._nextId(), fields, onPartial);
+  }
+
+  /** @internal The first update opens the live request; later ones go on its socket. */
+  _sendLive(req, frame) {
+    if (req._sent || req._opening) {
+      if (req._opening) { req._queued = frame; return; } // still connecting: the newest wins
+      const ws = req._conn;
+      if (ws && ws === this._ws && ws.readyState === OPEN) ws.send(JSON.stringify(frame));
+      else {
+        this._requests.delete(req.id);
+        req._fail(new TolkConnectionError('connection_lost', 'the connection of this live request closed', { id: req.id }));
+      }
+      return;
+    }
+    if (this._closed) {
+      req._fail(new TolkConnectionError('closed', 'the client is closed', { id: req.id }));
+      return;
+    }
+    if (this._requests.has(req.id)) {
+      req._fail(new TolkError('duplicate_id', `a request with id ${req.id} is in flight`, { id: req.id }));
+      return;
+    }
+    this._requests.set(req.id, req);
+    req._opening = true;
+    this.connect().then(() => {
+      req._opening = false;
+      if (req._terminal) return;
+      const ws = this._ws;
+      if (!ws || ws.readyState !== OPEN) {
+        this._requests.delete(req.id);
+        req._fail(new TolkConnectionError('connection_lost', 'the connection closed before the request was sent', { id: req.id }));
+        return;
+      }
+      req._conn = ws;
+      ws.send(JSON.stringify(frame));
+      req._sent = true;
+      const queued = req._queued;
+      req._queued = null;
+      if (queued) ws.send(JSON.stringify(queued));
+    }, (err) => {
+      req._opening = false;
+      this._requests.delete(req.id);
+      req._fail(err instanceof TolkError ? err
+        : new TolkConnectionError('connect_failed', String(err?.message ?? err), { id: req.id, cause: err }));
+    });
   }
 
   /**

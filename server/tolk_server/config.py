@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     session_max: int = Field(256, ge=1, description="Sessions kept per connection or key.")
     session_turns: int = Field(4, ge=0, description="Earlier turns sent as context.")
     session_ttl_s: float = Field(1800.0, gt=0)
+    live_idle_s: float = Field(60.0, gt=0, description="A live request with no update expires.")
+    live_force_prefix: bool = Field(True, description="Force the stable prefix on hypotheses.")
+    live_hold_words: int = Field(1, ge=1, le=16, description="The newest hypothesis's last "
+                                 "N words stay tentative (not committed) until final.")
+    live_mask_words: int = Field(0, ge=0, le=16,
+                                 description="Hide the last N tentative words (mask-k).")
     key_file: Path = Field(
         default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
         / "keys.json"

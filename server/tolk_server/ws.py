@@ -27,6 +27,7 @@ from tolk.protocol import (
     Route,
     ServerFrame,
     TranslateFrame,
+    UpdateFrame,
     encode,
     error,
     parse_client_frame,
@@ -36,6 +37,7 @@ from tolk.protocol import (
 
 from .audio.stream import AudioPort
 from .auth import Principal, bearer
+from .live.session import LiveSession
 from .pipeline import Run
 from .sessions import SessionStore
 from .state import ServerState
@@ -61,6 +63,7 @@ class Connection:
         self.state = state
         self.principal: Principal | None = None
         self.requests: RequestTable[asyncio.Task[None]] = RequestTable()
+        self.live: dict[str, LiveSession] = {}  # the live requests among them
         self.out: asyncio.Queue[ServerFrame | None] = asyncio.Queue(
             state.settings.send_queue_frames
         )
@@ -178,6 +181,8 @@ class Connection:
     async def _dispatch(self, frame: Any) -> None:
         if isinstance(frame, TranslateFrame):
             await self._start(frame)
+        elif isinstance(frame, UpdateFrame):
+            await self._update(frame)
         elif isinstance(frame, CancelFrame):
             entry = self.requests.request_cancel(frame.id)
             if entry is None:  # not a request's terminal frame: it answers the cancel frame
@@ -196,7 +201,27 @@ class Connection:
         elif isinstance(frame, AuthFrame):
             await self.send_error(ProtocolError(ErrorCode.BAD_REQUEST, "already authenticated"))
 
-    async def _start(self, frame: TranslateFrame) -> None:
+    async def _update(self, frame: UpdateFrame) -> None:
+        """Live input: open a live request, or hand the text to the open one."""
+        session = self.live.get(frame.id)
+        try:
+            if session is not None:
+                session.update(frame)
+                return
+            if frame.id in self.requests:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "this id is a translate request in "
+                                    "flight; an update needs a live request", frame.id)
+            if frame.targets is not None:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "a live request has one `target`",
+                                    frame.id)
+        except ProtocolError as exc:  # not a request's terminal frame: it answers the update
+            reply = self.state.pipeline.reject(exc)
+            reply["about"] = "update"
+            await self.send(reply)
+            return
+        await self._start(frame)
+
+    async def _start(self, frame: TranslateFrame | UpdateFrame) -> None:
         st = self.state
         rid = frame.id or st.pipeline.new_id()
         assert self.principal is not None
@@ -208,13 +233,22 @@ class Connection:
             await self.send_error(ProtocolError(
                 ErrorCode.DUPLICATE_ID, "a request with this id is in flight", rid))
             return
-        try:
-            run = st.pipeline.submit(frame, self.principal, self.sessions, rid,
+        try:  # a live request is validated and admitted as a translate of its first text
+            opts: TranslateFrame | UpdateFrame = frame
+            if isinstance(frame, UpdateFrame):
+                opts = LiveSession.first_options(st.pipeline.planner, frame)
+            run = st.pipeline.submit(opts, self.principal, self.sessions, rid,
                                      connection_inflight=len(self.requests))
         except ProtocolError as exc:  # counted by the pipeline
             await self.send_error(exc, counted=True)
             return
-        task = asyncio.create_task(self._run(run))
+        session = None
+        if isinstance(frame, UpdateFrame):
+            s = st.settings
+            session = LiveSession(st.pipeline, frame, run.jobs[0], s.live_idle_s,
+                                  s.live_force_prefix, s.live_mask_words, s.live_hold_words)
+            self.live[rid] = session
+        task = asyncio.create_task(self._run(run, session))
         self.requests.open(rid, task, run.targets, run.tagged)
         task.add_done_callback(lambda t: self._never_ran(run, t))
 
@@ -224,6 +258,7 @@ class Connection:
         if entry is None or entry.value is not task:
             return
         run.release()
+        self.live.pop(run.id, None)
         if entry.cancel_requested and not self.closing:
             for frame in self._cancelled(run.id):
                 with contextlib.suppress(asyncio.QueueFull):
@@ -235,10 +270,11 @@ class Connection:
         frames = self.requests.end_open(rid, ErrorCode.CANCELLED, "cancelled by client")
         return self.state.pipeline.end(frames)
 
-    async def _run(self, run: Run) -> None:
+    async def _run(self, run: Run, live: LiveSession | None = None) -> None:
         rid = run.id
         try:
-            async with run, aclosing(run.events()) as frames:
+            events = run.events() if live is None else live.events()
+            async with run, aclosing(events) as frames:
                 async for frame in frames:
                     if self.requests.observe(frame) is not Route.DROP:
                         await self.send(frame)
@@ -251,6 +287,7 @@ class Connection:
             entry = self.requests.get(rid)
             if entry is not None and entry.value is asyncio.current_task():
                 self.requests.close(rid)
+                self.live.pop(rid, None)
 
     async def send(self, frame: ServerFrame) -> None:
         if not self.closing:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
         InternalServerError,
         OverloadedError,
         RequestCancelled,
+        RequestExpired,
         RequestTimeout,
         RequestTooLargeError,
         TolkConnectionError,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TranslationError,
         UnsupportedLanguageError,
     )
+    from ._live import AsyncLiveTranslation, LivePartial, LiveResult, LiveTranslation
     from ._mock import MockServer, MockServerConnection, MockTransport
     from ._models import TranslationEventHandler, TranslationResult
     from ._stream import AsyncTranslationStream, TranslationStream
@@ -55,12 +57,17 @@ _LAZY: dict[str, str] = {
     "InternalServerError": "_exceptions",
     "OverloadedError": "_exceptions",
     "RequestCancelled": "_exceptions",
+    "RequestExpired": "_exceptions",
     "RequestTimeout": "_exceptions",
     "RequestTooLargeError": "_exceptions",
     "TolkConnectionError": "_exceptions",
     "TolkError": "_exceptions",
     "TranslationError": "_exceptions",
     "UnsupportedLanguageError": "_exceptions",
+    "AsyncLiveTranslation": "_live",
+    "LivePartial": "_live",
+    "LiveResult": "_live",
+    "LiveTranslation": "_live",
     "MockServer": "_mock",
     "MockServerConnection": "_mock",
     "MockTransport": "_mock",
@@ -76,6 +83,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "USE_CLIENT_DEFAULT",
     "AsyncClient",
+    "AsyncLiveTranslation",
     "AsyncTranslationStream",
     "AuthenticationError",
     "BadRequestError",
@@ -85,12 +93,16 @@ __all__ = [
     "EngineError",
     "InternalServerError",
     "Limits",
+    "LivePartial",
+    "LiveResult",
+    "LiveTranslation",
     "MockServer",
     "MockServerConnection",
     "MockTransport",
     "OverloadedError",
     "Reconnect",
     "RequestCancelled",
+    "RequestExpired",
     "RequestTimeout",
     "RequestTooLargeError",
     "Timeout",

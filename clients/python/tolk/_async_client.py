@@ -23,6 +23,7 @@ from ._config import (
 )
 from ._connection import Connection, ConnectionSettings, Item
 from ._exceptions import BadRequestError, ConnectionError, RequestTooLargeError, TolkError
+from ._live import AsyncLiveTranslation
 from ._models import TranslationEventHandler, TranslationResult
 
 if TYPE_CHECKING:
@@ -145,6 +146,21 @@ class AsyncClient:
         async with AsyncTranslationStream(self, rid, frame, self._timeout_for(timeout),
                                           handler) as stream:
             return await stream.collect()
+
+    def live(self, *, target: str, source: str | None = None, session: str | None = None,
+             glossary: Mapping[str, str] | None = None, glossary_id: str | None = None,
+             max_tokens: int | None = None) -> AsyncLiveTranslation:
+        """A live request: `async with client.live(target="fi") as live:` then
+        `await live.update(text)` as the text changes, `async for partial in live`, and
+        `await live.finish()`. Leaving the block before `complete` cancels it."""
+        if self._closed:
+            raise ConnectionError("the client is closed")
+        options: dict[str, Any] = {"target": target}
+        for key, value in (("source", source), ("session", session), ("glossary", glossary),
+                           ("glossary_id", glossary_id), ("max_tokens", max_tokens)):
+            if value is not None:
+                options[key] = dict(value) if isinstance(value, Mapping) else value
+        return AsyncLiveTranslation(self, f"{self._id_prefix}{next(self._ids)}", options)
 
     @property
     def server_info(self) -> dict[str, Any] | None:

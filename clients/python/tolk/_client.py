@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._async_client import AsyncClient
 from ._config import USE_CLIENT_DEFAULT, Limits, Reconnect, Timeout, TimeoutTypes, UseClientDefault
+from ._live import LiveTranslation
 from ._models import TranslationEventHandler, TranslationResult
 from ._portal import LoopThread
 from ._stream import TranslationStream
@@ -128,6 +129,16 @@ class Client:
         with TranslationStream(self._portal, self._async, rid, frame,
                                self._async._timeout_for(timeout), handler) as stream:
             return stream.collect()
+
+    def live(self, *, target: str, source: str | None = None, session: str | None = None,
+             glossary: Mapping[str, str] | None = None, glossary_id: str | None = None,
+             max_tokens: int | None = None) -> LiveTranslation:
+        """A live request (blocking shape): `with client.live(target="fi") as live:`,
+        `live.update(text)`, `live.next_partial()` / `live.partials()`, `live.finish()`."""
+        inner = self._async.live(target=target, source=source, session=session,
+                                 glossary=glossary, glossary_id=glossary_id,
+                                 max_tokens=max_tokens)
+        return LiveTranslation(self._portal, inner)
 
     def close(self) -> None:
         """Close the connections and stop the background thread (idempotent)."""

@@ -120,6 +120,18 @@ class Connection:
             self._release(rid)
             raise
 
+    async def send_more(self, rid: str, text: str) -> None:
+        """Send a further frame of a request in flight (a live request's `update`)."""
+        wire = self._wire
+        if rid not in self.pending or wire is None:
+            raise ConnectionError("the request is no longer in flight", request_id=rid)
+        try:
+            await wire.send(text)
+        except TransportClosed as exc:
+            self._drop(wire, ConnectionError(f"connection lost: {exc}"))
+            raise ConnectionError(f"connection lost while sending: {exc}",
+                                  request_id=rid) from None
+
     def abandon(self, rid: str) -> None:
         """The caller gave up on `rid`: forget it and cancel it on the server."""
         if self._release(rid) is None:

@@ -12,6 +12,7 @@
         ├── RequestCancelled         cancelled
         ├── OverloadedError          overloaded (retry later)
         ├── EngineError              engine_error
+        ├── RequestExpired           expired (an idle live request)
         └── InternalServerError      internal
 
 `ConnectionError` shadows the builtin of the same name on purpose: inside `tolk` it is the
@@ -34,6 +35,7 @@ __all__ = [
     "InternalServerError",
     "OverloadedError",
     "RequestCancelled",
+    "RequestExpired",
     "RequestTimeout",
     "RequestTooLargeError",
     "TolkConnectionError",
@@ -112,6 +114,12 @@ class EngineError(TranslationError):
     default_code = "engine_error"
 
 
+class RequestExpired(TranslationError):
+    """A live request got no `update` for the server's idle time."""
+
+    default_code = "expired"
+
+
 class InternalServerError(TranslationError):
     default_code = "internal"
 
@@ -127,6 +135,7 @@ _BY_CODE: dict[str, type[TranslationError]] = {
         RequestCancelled,
         OverloadedError,
         EngineError,
+        RequestExpired,
         InternalServerError,
     )
 }

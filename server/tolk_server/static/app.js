@@ -3,7 +3,7 @@
 import { setupMeeting } from './meeting.js';
 import { TolkClient, isAbortError } from './tolk-client.js';
 
-const DEBOUNCE_MS = 250;
+const FINISH_AFTER_MS = 600; // a pause this long sends the text as final
 const KEY_STORAGE = 'tolk.apiKey';
 
 const $ = (id) => document.getElementById(id);
@@ -80,14 +80,14 @@ async function showLanguages(ready) {
   fillSelect($('agent-lang'), codes, home);
   fillSelect($('customer-lang'), codes, away);
   document.body.dataset.ready = 'true';
-  if ($('live-input').value.trim()) scheduleLive(0);
+  if ($('live-input').value.trim()) onLiveInput(0);
 }
 
 client.on('ready', (ready) => {
   setStatus('open', `Connected · model ${ready.model} · ${ready.languages.join(', ')}`);
   showLanguages(ready);
   // Back after a drop: redo a live translation that the drop cut off.
-  if (live.output.dataset.state === 'error' && live.input.value.trim()) scheduleLive(0);
+  if (live.output.dataset.state === 'error' && live.input.value.trim()) onLiveInput(0);
 });
 client.on('disconnect', () => setStatus('reconnecting', 'Connection lost — reconnecting…'));
 client.on('reconnecting', ({ delayMs }) => {
@@ -130,15 +130,17 @@ $('settings-form').addEventListener('submit', (ev) => {
 if (storedKey) $('api-key').value = storedKey;
 
 // ---------------------------------------------------------------- live translation
+// Every keystroke sends the whole text as a live `update` (the server coalesces bursts and
+// aborts superseded work); partials come back as stable text (ink) and tentative text (grey).
+// After a pause the text is sent as final, and the complete translation replaces the partial.
 const live = {
   input: $('live-input'),
   output: $('live-output'),
   stats: $('live-stats'),
   source: $('live-source'),
   target: $('live-target'),
-  timer: null,
-  controller: null,
-  seq: 0,
+  session: null,
+  finishTimer: null,
   lastSource: null,
 };
 
@@ -152,69 +154,93 @@ function setLiveState(state) {
   live.output.setAttribute('aria-busy', String(state === 'pending' || state === 'streaming'));
 }
 
-function scheduleLive(delay = DEBOUNCE_MS) {
-  clearTimeout(live.timer);
-  // A new keystroke makes the request in flight stale: cancel it now.
-  if (live.controller) live.controller.abort();
-  live.controller = null;
-  live.seq += 1;
-  if (!live.input.value.trim()) {
+/** Draw a translation as stable text and grey tentative text. */
+function drawPartial(box, stable, tentative) {
+  let s = box.querySelector('.stable');
+  let t = box.querySelector('.tentative');
+  if (!s || !t) {
+    box.textContent = '';
+    s = el('span', { class: 'stable', 'data-testid': 'stable' });
+    t = el('span', { class: 'tentative', 'data-testid': 'tentative' });
+    box.append(s, t);
+  }
+  if (s.textContent !== stable) s.textContent = stable;
+  if (t.textContent !== tentative) t.textContent = tentative;
+}
+
+function stopLive() {
+  clearTimeout(live.finishTimer);
+  if (live.session && !live.session.done) live.session.cancel();
+  live.session = null;
+}
+
+function openLive() {
+  const target = live.target.value;
+  const source = live.source.value || 'auto';
+  const session = client.live({
+    target,
+    source,
+    onPartial: (p) => {
+      if (live.session !== session) return;
+      live.output.lang = target;
+      drawPartial(live.output, p.stable, p.tentative);
+      live.output.dataset.version = String(p.version);
+      setLiveState('streaming');
+    },
+  });
+  session.result.then((done) => {
+    if (live.session !== session) return;
+    live.session = null;
+    drawPartial(live.output, done.translation, '');
+    live.output.lang = done.target;
+    live.output.dataset.sourceText = session.finalText;
+    live.output.dataset.requestId = done.id;
+    live.lastSource = done.source;
+    const detected = source === 'auto' ? ` (detected ${langName(done.source)})` : '';
+    const l = done.live ?? {};
+    live.stats.textContent = `${done.source} → ${done.target}${detected} · first partial ${fmtMs(l.first_partial_ms)} · final ${fmtMs(l.final_ms)} · ${l.updates} updates, ${l.partials} partials, erasure ${(l.normalized_erasure ?? 0).toFixed(2)}`;
+    live.stats.dataset.firstPartialMs = String(l.first_partial_ms ?? '');
+    live.stats.dataset.finalMs = String(l.final_ms ?? '');
+    setLiveState('done');
+  }, (err) => {
+    if (live.session !== session) return;
+    live.session = null;
+    if (isAbortError(err) || err.code === 'expired') return; // the next keystroke reopens
+    live.stats.textContent = `Translation failed: ${err.message ?? err}`;
+    setLiveState('error');
+  });
+  return session;
+}
+
+function onLiveInput(finishAfter = FINISH_AFTER_MS) {
+  clearTimeout(live.finishTimer);
+  const text = live.input.value;
+  if (!text.trim()) {
+    stopLive();
     live.output.textContent = '';
     live.output.dataset.sourceText = '';
     live.stats.textContent = '\u00a0';
     setLiveState('idle');
     return;
   }
-  setLiveState('pending');
-  live.timer = setTimeout(runLive, delay);
-}
-
-async function runLive() {
-  const seq = live.seq;
-  const text = live.input.value;
-  const target = live.target.value;
-  const source = live.source.value || 'auto';
-  if (!target) return; // not connected yet: showLanguages() reschedules
-  const controller = new AbortController();
-  live.controller = controller;
-  const stream = client.translate({ text, source, target, signal: controller.signal });
-  let first = true;
-  try {
-    for await (const token of stream) {
-      if (seq !== live.seq) return;
-      if (first) {
-        first = false;
-        live.output.textContent = '';
-        live.output.lang = target;
-        setLiveState('streaming');
-      }
-      live.output.append(token);
-    }
-    const done = await stream.result;
-    if (seq !== live.seq) return;
-    live.output.textContent = done.translation;
-    live.output.lang = done.target;
-    live.output.dataset.sourceText = text;
-    live.output.dataset.requestId = done.id;
-    live.lastSource = done.source;
-    const detected = source === 'auto' ? ` (detected ${langName(done.source)})` : '';
-    live.stats.textContent = `${done.source} → ${done.target}${detected} · first token ${fmtMs(done.first_token_ms)} · total ${fmtMs(done.latency_ms)} · ${done.tokens} tokens`;
-    live.stats.dataset.firstTokenMs = String(done.first_token_ms ?? '');
-    live.stats.dataset.latencyMs = String(done.latency_ms);
-    setLiveState('done');
-  } catch (err) {
-    if (isAbortError(err) || seq !== live.seq) return; // superseded by a newer keystroke
-    live.output.textContent = '';
-    live.stats.textContent = `Translation failed: ${err.message ?? err}`;
-    setLiveState('error');
-  } finally {
-    if (live.controller === controller) live.controller = null;
+  if (!live.target.value) return; // not connected yet: showLanguages() comes back here
+  if (!live.session || live.session.finalSent) {
+    live.session = openLive();
+    if (live.output.dataset.state !== 'streaming') setLiveState('pending');
   }
+  live.session.update(text);
+  const session = live.session;
+  live.finishTimer = setTimeout(() => {
+    if (live.session !== session || session.done) return;
+    session.finalText = live.input.value;
+    session.finalSent = true;
+    session.finish(live.input.value).catch(() => {}); // the result handler reports
+  }, finishAfter);
 }
 
-live.input.addEventListener('input', () => scheduleLive());
-live.source.addEventListener('change', () => scheduleLive(0));
-live.target.addEventListener('change', () => scheduleLive(0));
+live.input.addEventListener('input', () => onLiveInput());
+live.source.addEventListener('change', () => { stopLive(); onLiveInput(0); });
+live.target.addEventListener('change', () => { stopLive(); onLiveInput(0); });
 $('live-swap').addEventListener('click', () => {
   const from = live.source.value === 'auto' ? live.lastSource : live.source.value;
   const to = live.target.value;
@@ -224,7 +250,8 @@ $('live-swap').addEventListener('click', () => {
   }
   live.source.value = to;
   live.target.value = from;
-  scheduleLive(0);
+  stopLive();
+  onLiveInput(0);
 });
 
 // ---------------------------------------------------------------- the two-party chat
@@ -251,10 +278,59 @@ function scrollToEnd(log) {
   log.scrollTop = log.scrollHeight;
 }
 
+// While one side types, the other sees a "typing…" bubble with the partial translation.
+function typingBubble(to) {
+  let li = to.log.querySelector('li.typing');
+  if (!li) {
+    li = el('li', { class: 'msg peer typing', 'data-testid': 'typing' });
+    li.append(el('p', { class: 'meta' }, 'typing…'), el('p', { class: 'body' }));
+    to.log.append(li);
+  }
+  return li;
+}
+
+function stopTyping(from, to) {
+  if (from.live && !from.live.done) from.live.cancel();
+  from.live = null;
+  to.log.querySelector('li.typing')?.remove();
+}
+
+function onChatInput(fromKey, toKey) {
+  const from = parties[fromKey];
+  const to = parties[toKey];
+  const text = from.input.value;
+  if (!text.trim() || !from.lang.value || !to.lang.value) {
+    stopTyping(from, to);
+    return;
+  }
+  if (!from.live) {
+    const session = client.live({
+      source: from.lang.value,
+      target: to.lang.value,
+      onPartial: (p) => {
+        if (from.live !== session) return;
+        const body = typingBubble(to).querySelector('.body');
+        body.lang = to.lang.value;
+        drawPartial(body, p.stable, p.tentative);
+        scrollToEnd(to.log);
+      },
+    });
+    session.result.catch(() => {
+      if (from.live === session) stopTyping(from, to); // expired or failed: drop the bubble
+    });
+    from.live = session;
+  }
+  from.live.update(text);
+}
+
+parties.agent.input.addEventListener('input', () => onChatInput('agent', 'customer'));
+parties.customer.input.addEventListener('input', () => onChatInput('customer', 'agent'));
+
 async function sendChat(fromKey, toKey) {
   const from = parties[fromKey];
   const to = parties[toKey];
   const text = from.input.value.trim();
+  stopTyping(from, to);
   if (!text) return;
   from.input.value = '';
   const msgId = `m${++chatSeq}`;

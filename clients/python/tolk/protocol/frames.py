@@ -19,6 +19,7 @@ from .types import (
     ErrorCode,
     ErrorFrame,
     Granularity,
+    PartialFrame,
     PongFrame,
     ReadyFrame,
     SegmentFrame,
@@ -83,6 +84,14 @@ class TranslateFrame(TranslateOptions):
     type: Literal["translate"]
 
 
+class UpdateFrame(TranslateOptions):
+    """Live input: the whole current source text of live request `id`."""
+
+    type: Literal["update"]
+    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+    final: bool = False
+
+
 class CancelFrame(_Frame):
     type: Literal["cancel"]
     id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
@@ -113,11 +122,12 @@ class AudioEndFrame(_Frame):
 
 
 AnyClientFrame = (
-    AuthFrame | TranslateFrame | CancelFrame | PingFrame | AudioStartFrame | AudioEndFrame
+    AuthFrame | TranslateFrame | UpdateFrame | CancelFrame | PingFrame | AudioStartFrame
+    | AudioEndFrame
 )
 ClientFrame = Annotated[AnyClientFrame, Field(discriminator="type")]
 _CLIENT_FRAME: TypeAdapter[AnyClientFrame] = TypeAdapter(ClientFrame)
-CLIENT_TYPES = ("auth", "translate", "cancel", "ping", "audio_start", "audio_end")
+CLIENT_TYPES = ("auth", "translate", "update", "cancel", "ping", "audio_start", "audio_end")
 
 
 def _describe(err: ValidationError) -> str:
@@ -220,6 +230,15 @@ def complete(
         "latency_ms": round(latency_ms, 3),
         "finish_reason": finish_reason,
     }
+
+
+def partial(rid: str, version: int, stable: str, tentative: str,
+            reset: bool = False) -> PartialFrame:
+    frame: PartialFrame = {"type": "partial", "id": rid, "version": version, "stable": stable,
+                           "tentative": tentative}
+    if reset:
+        frame["reset"] = True
+    return frame
 
 
 def error(code: ErrorCode, message: str, rid: str | None = None) -> ErrorFrame:

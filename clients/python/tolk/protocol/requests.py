@@ -89,7 +89,7 @@ class RequestTable(Generic[V]):
         kind = frame.get("type")
         if kind == "start":
             entry.started = True
-        if kind not in TERMINAL_TYPES:
+        if kind not in TERMINAL_TYPES or "about" in frame:  # `about`: answers one frame
             return Route.DELIVER
         target = str(frame.get("target", "")) if entry.tagged else ""
         if target in entry.ended_targets:

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     OVERLOADED = "overloaded"
     ENGINE_ERROR = "engine_error"
+    EXPIRED = "expired"  # an idle live request
     INTERNAL = "internal"
 
 
@@ -80,6 +81,28 @@ class TermReport(TypedDict):
     in_output: bool
 
 
+class PartialFrame(TypedDict):
+    """A live request's current translation: `stable` never changes without `reset`."""
+
+    type: Literal["partial"]
+    id: str
+    version: int  # the number of the `update` it answers (1-based)
+    stable: str
+    tentative: str
+    reset: NotRequired[bool]
+
+
+class LiveStats(TypedDict):
+    updates: int
+    partials: int
+    resets: int
+    normalized_erasure: float
+    laal: float
+    first_partial_ms: float | None
+    final_ms: float
+    engine_tokens: NotRequired[int]  # tokens the engine generated for all hypotheses
+
+
 class CompleteFrame(TypedDict):
     type: Literal["complete"]
     id: str
@@ -96,6 +119,7 @@ class CompleteFrame(TypedDict):
     glossary: NotRequired[list[TermReport]]
     segment: NotRequired[int]
     speaker: NotRequired[str]
+    live: NotRequired[LiveStats]
 
 
 class ErrorFrame(TypedDict):
@@ -137,8 +161,8 @@ class AudioCompleteFrame(TypedDict):
 
 
 ServerFrame = (
-    ReadyFrame | StartFrame | TokenFrame | SegmentFrame | CompleteFrame | ErrorFrame | PongFrame
-    | TranscriptFrame | AudioCompleteFrame
+    ReadyFrame | StartFrame | TokenFrame | SegmentFrame | PartialFrame | CompleteFrame | ErrorFrame
+    | PongFrame | TranscriptFrame | AudioCompleteFrame
 )
 # The frames that end a request (one per target): the only definition of this set. The JS
 # client's `TERMINAL_TYPES` (clients/js/index.js) is checked against it by tests/test_protocol.py.
