@@ -46,8 +46,9 @@ def test_processes_started_shielded_ignore_a_group_sigterm() -> None:
         os.kill(proc.pid or 0, signal.SIGTERM)
         proc.join(1.0)
         assert proc.is_alive(), "SIGTERM stopped a shielded process"
-        assert engine_core_processes() == [proc]
-        stop_engine_processes()
+        # Other engines may run in this process (the suite's shared engine): stop only ours.
+        assert proc in engine_core_processes()
+        stop_engine_processes([proc])
         proc.join(10)
         assert not proc.is_alive()
     finally:

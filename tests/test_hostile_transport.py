@@ -111,7 +111,7 @@ def test_ping_flood_before_auth_is_bounded_and_cut_at_the_deadline(
     start = time.monotonic()
     cut = None
     sock.settimeout(0.5)
-    while time.monotonic() - start < 12:
+    while time.monotonic() - start < 25:
         try:
             sock.sendall(burst)  # blocks once the server stops reading
         except TimeoutError:
@@ -120,7 +120,9 @@ def test_ping_flood_before_auth_is_bounded_and_cut_at_the_deadline(
             cut = time.monotonic() - start
             break
     sock.close()
-    assert cut is not None and cut < 8, "the auth deadline did not end the connection"
+    # Deadline 1.5 s + flush 2 s + close 2 s; slack for a loaded 2-core machine. Without the
+    # deadline the connection is never cut.
+    assert cut is not None and cut < 20, "the auth deadline did not end the connection"
     assert GuardedWebSocketProtocol.pongs_dropped > dropped0  # pongs were not queued
     bystander()
 

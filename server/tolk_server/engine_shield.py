@@ -41,9 +41,11 @@ def engine_core_processes() -> list[multiprocessing.process.BaseProcess]:
     return [p for p in multiprocessing.active_children() if p.name.startswith("EngineCore")]
 
 
-def stop_engine_processes() -> None:
-    """Ask the engine core processes to stop (SIGTERM would stay pending there)."""
-    for proc in engine_core_processes():
+def stop_engine_processes(
+        procs: list[multiprocessing.process.BaseProcess] | None = None) -> None:
+    """Ask the engine core processes (default: all of them) to stop; SIGTERM would stay
+    pending there."""
+    for proc in engine_core_processes() if procs is None else procs:
         if proc.pid is not None:
             try:
                 os.kill(proc.pid, signal.SIGINT)
