@@ -164,6 +164,7 @@ def test_product_page_snippets_run_as_written(fake_server: str,
     exec(compile(PRODUCT_PAGE, "product-page", "exec"), scope)
     fast = scope["fast"]
     assert "".join(fast) == fast.result.translation
+    assert fast.result.frame.get("quality") == "fast"
     assert list(scope["result1"]) and list(scope["result2"])
     deadline = time.monotonic() + 10
     while sum(k == "complete" for k, _ in seen.events) < 2 and time.monotonic() < deadline:

@@ -1,0 +1,88 @@
+"""Two models with the REAL engine: kill one model's engine core under load; the other serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from websockets.sync.client import connect
+
+from conftest import TINY_PROFILE_TOML
+from support.subprocess_server import tolk_serve
+
+pytestmark = [pytest.mark.engine]
+
+
+def engine_core_pids(server_pid: int) -> list[int]:
+    """vLLM engine-core processes under the server, oldest first (one per model, in order)."""
+    out = []
+    for child in psutil.Process(server_pid).children(recursive=True):
+        try:
+            name = " ".join(child.cmdline()) + child.name()
+        except psutil.Error:
+            continue
+        if "EngineCore" in name or "VLLM::Engine" in name:
+            out.append(child)
+    return [p.pid for p in sorted(out, key=lambda p: p.create_time())]
+
+
+def get(base: str, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(base + path, timeout=2) as r:
+            return json.loads(r.read()) if path != "/metrics" else r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
+
+
+def test_killing_one_model_falls_back_to_the_other(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "tolk.toml"
+    cfg.write_text("".join(
+        f'[[models]]\nname = "{name}"\npath = "{tiny_model_dir}"\nprofile = "{TINY_PROFILE_TOML}"\n'
+        for name in ("a", "b")))
+    args = ["--config", str(cfg), "--enforce-eager", "--kv-cache-gib", "2",
+            "--max-num-seqs", "8", "--dtype", "float32"]
+    with tolk_serve(*args, timeout=300) as (base, proc):
+        cores = engine_core_pids(proc.pid)
+        assert len(cores) == 2, cores  # started in order: a's core first
+        with connect(base.replace("http", "ws") + "/v1/stream", compression=None) as ws:
+            hello = json.loads(ws.recv(10))
+            assert [m["name"] for m in hello["models"]] == ["a", "b"]
+
+            def send(rid: str, max_tokens: int) -> None:
+                ws.send(json.dumps({"type": "translate", "id": rid, "text": "Hello there.",
+                                    "source": "en", "target": "fi", "max_tokens": max_tokens}))
+
+            for i in range(3):  # load on a: long generations
+                send(f"busy{i}", 900)
+            while json.loads(ws.recv(30))["type"] != "token":
+                pass
+            os.kill(cores[0], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while get(base, "/ready").get("status") != "degraded":
+                assert time.monotonic() < deadline, get(base, "/ready")
+                time.sleep(0.05)
+            for i in range(3):  # not started yet: served by b
+                send(f"new{i}", 8)
+            ends: dict[str, dict[str, Any]] = {}
+            while len(ends) < 6:
+                f = json.loads(ws.recv(60))
+                if f["type"] in ("complete", "error"):
+                    ends[f["id"]] = f
+        for i in range(3):
+            assert ends[f"busy{i}"]["type"] == "error"  # tokens had been streamed: no switch
+            assert ends[f"busy{i}"]["code"] == "engine_error"
+            new = ends[f"new{i}"]
+            assert new["type"] == "complete" and new["model"] == "b", new
+            assert new["fallback"] == {"from": "a", "reason": "dead"}
+        ready = get(base, "/ready")
+        assert ready["status"] == "degraded"
+        assert {m["name"]: m["state"] for m in ready["models"]} == {"a": "dead", "b": "ready"}
+        assert 'tolk_fallbacks_total{model="a",reason="dead",to="b"} 3.0' in get(base, "/metrics")
+        assert proc.poll() is None  # one model dead of two: degraded, still serving
