@@ -52,7 +52,7 @@ class Mode(BaseModel):
 # The built-in meaning, used for any mode a profile leaves out (chosen by measurement:
 # see the README's quality-mode table).
 BUILTIN_MODES: dict[Quality, Mode] = {
-    "fast": Mode(max_tokens=128, split=False),
+    "fast": Mode(max_tokens=64),  # caps runaway outputs: the lowest tail latency
     "balanced": Mode(),
     "quality": Mode(decoding="mbr", candidates=8),
 }
