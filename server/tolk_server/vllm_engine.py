@@ -157,8 +157,10 @@ class VllmEngine:
             lps = last.outputs[0].logprobs if last is not None else None
             return {int(t): float(lp.logprob) for t, lp in lps[0].items()} if lps else {}
 
-        best = await beam_search(step, list(engine_input["prompt_token_ids"]),
-                                 int(tokenizer.eos_token_id), params.beam_width,
+        eos = tokenizer.eos_token_id  # none (or ignored): every beam runs to max_tokens
+        eos = -1 if eos is None or params.ignore_eos else int(eos)
+        best = await beam_search(step, list(engine_input["prompt_token_ids"]), eos,
+                                 params.beam_width,
                                  params.max_tokens, params.length_penalty)
         text = tokenizer.decode(best.tokens, skip_special_tokens=True)
         return Delta(_stop_at(text, params.stop), len(best.tokens), best.finish_reason)
