@@ -20,17 +20,18 @@ from support.subprocess_server import tolk_serve
 pytestmark = [pytest.mark.engine]
 
 
-def engine_core_pids(server_pid: int) -> list[int]:
-    """vLLM engine-core processes under the server, oldest first (one per model, in order)."""
-    out = []
+def engine_cores(server_pid: int) -> dict[str, int]:
+    """vLLM engine-core processes under the server, by their KV-cache size (one per model)."""
+    out = {}
     for child in psutil.Process(server_pid).children(recursive=True):
         try:
             name = " ".join(child.cmdline()) + child.name()
+            kv = child.environ().get("VLLM_CPU_KVCACHE_SPACE", "")
         except psutil.Error:
             continue
         if "EngineCore" in name or "VLLM::Engine" in name:
-            out.append(child)
-    return [p.pid for p in sorted(out, key=lambda p: p.create_time())]
+            out[kv] = child.pid
+    return out
 
 
 def get(base: str, path: str) -> Any:
@@ -45,12 +46,12 @@ def test_killing_one_model_falls_back_to_the_other(tiny_model_dir: Path, tmp_pat
     cfg = tmp_path / "tolk.toml"
     cfg.write_text("".join(
         f'[[models]]\nname = "{name}"\npath = "{tiny_model_dir}"\nprofile = "{TINY_PROFILE_TOML}"\n'
-        for name in ("a", "b")))
-    args = ["--config", str(cfg), "--enforce-eager", "--kv-cache-gib", "2",
+        f"kv_cache_gib = {kv}\n" for name, kv in (("a", 1), ("b", 2))))
+    args = ["--config", str(cfg), "--enforce-eager",
             "--max-num-seqs", "8", "--dtype", "float32"]
     with tolk_serve(*args, timeout=300) as (base, proc):
-        cores = engine_core_pids(proc.pid)
-        assert len(cores) == 2, cores  # started in order: a's core first
+        cores = engine_cores(proc.pid)  # a has 1 GiB of KV cache, b 2 GiB
+        assert set(cores) == {"1", "2"}, cores
         with connect(base.replace("http", "ws") + "/v1/stream", compression=None) as ws:
             hello = json.loads(ws.recv(10))
             assert [m["name"] for m in hello["models"]] == ["a", "b"]
@@ -63,7 +64,7 @@ def test_killing_one_model_falls_back_to_the_other(tiny_model_dir: Path, tmp_pat
                 send(f"busy{i}", 900)
             while json.loads(ws.recv(30))["type"] != "token":
                 pass
-            os.kill(cores[0], signal.SIGKILL)
+            os.kill(cores["1"], signal.SIGKILL)
             deadline = time.monotonic() + 10
             while get(base, "/ready").get("status") != "degraded":
                 assert time.monotonic() < deadline, get(base, "/ready")
