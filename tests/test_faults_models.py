@@ -61,8 +61,12 @@ def test_killing_one_model_falls_back_to_the_other(tiny_model_dir: Path, tmp_pat
 
             for i in range(3):  # load on a: long generations
                 send(f"busy{i}", 900)
-            while json.loads(ws.recv(30))["type"] != "token":
-                pass
+            tokens: dict[str, int] = {}
+            while True:  # a's first output
+                f = json.loads(ws.recv(30))
+                if f["type"] == "token":
+                    tokens[f["id"]] = 1
+                    break
             os.kill(cores[0], signal.SIGKILL)
             deadline = time.monotonic() + 10
             while get(base, "/ready").get("status") != "degraded":
@@ -71,7 +75,6 @@ def test_killing_one_model_falls_back_to_the_other(tiny_model_dir: Path, tmp_pat
             for i in range(3):  # not started yet: served by b
                 send(f"new{i}", 8)
             ends: dict[str, dict[str, Any]] = {}
-            tokens: dict[str, int] = {}
             while len(ends) < 6:
                 f = json.loads(ws.recv(60))
                 if f["type"] == "token":
