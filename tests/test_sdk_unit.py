@@ -181,12 +181,15 @@ async def _collect(stream: tolk.AsyncTranslationStream) -> list[str]:
     return [tok async for tok in stream]
 
 
-async def test_nothing_is_sent_until_iteration_and_connects_lazily() -> None:
+async def test_connects_lazily_and_sends_when_translate_stream_is_called() -> None:
     t = MockTransport()
     async with client(t) as c:
-        stream = c.translate_stream("a b", target="fi")
         await asyncio.sleep(0.01)
-        assert t.connect_attempts == 0
+        assert t.connect_attempts == 0  # no request, no connection
+        stream = c.translate_stream("a b", target="fi")
+        await asyncio.sleep(0.05)
+        assert t.connect_attempts == 1
+        assert [f["text"] for f in sent(t, "translate")] == ["a b"]  # sent before iteration
         assert await bounded(stream.collect()) is not None
         assert t.connect_attempts == 1
 

@@ -69,6 +69,12 @@ export interface CompleteFrame {
   finish_reason: string;
   /** Live requests only. */
   live?: LiveStats;
+  /** The quality mode that ran. */
+  quality?: 'fast' | 'balanced' | 'quality';
+  /** The name of the model that served the request. */
+  model?: string;
+  /** Set when the routed model failed before its first token and another one served. */
+  fallback?: { from: string; reason: string };
   [extra: string]: unknown;
 }
 
@@ -162,6 +168,12 @@ export interface TranslateOptions {
   format?: 'text' | 'html';
   /** Surrounding text that helps the model (not translated). */
   context?: string;
+  /**
+   * The quality mode: `'fast'` (lowest latency), `'balanced'` (the server's default) or
+   * `'quality'` (a better decoding, slower). `complete.quality` and `complete.model` say
+   * which mode ran and which model served it.
+   */
+  quality?: 'fast' | 'balanced' | 'quality';
   /** Aborting cancels the request on the server; the iterator throws a `TolkAbortError`. */
   signal?: AbortSignal;
   /** Cancel and fail with code `timeout` after this many milliseconds. */

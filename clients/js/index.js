@@ -554,7 +554,8 @@ export class TolkClient {
   /**
    * Start a translation; iterate the result for its tokens, or await `.result`.
    * @param {object} opts `text`, `target`, and optionally `source` ('auto' or omitted: detected),
-   *   `id`, `stream` (default true), `max_tokens` (or `maxTokens`); any other field is sent in
+   *   `id`, `stream` (default true), `max_tokens` (or `maxTokens`), `quality` ('fast',
+   *   'balanced' — the default — or 'quality'); any other field is sent in
    *   the translate frame as it is. Client-side only: `signal` (AbortSignal), `timeoutMs`.
    * @returns {TranslationStream}
    */

@@ -15,9 +15,9 @@ from tolk.protocol import ErrorCode, Limit, ProtocolError
 
 from .auth import Principal
 from .config import Settings
-from .engine import Engine
 from .keystore import KeyLimits
 from .metrics import Metrics
+from .models import ModelSet
 
 
 @dataclass
@@ -80,9 +80,9 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, models: ModelSet, metrics: Metrics) -> None:
         self.settings = settings
-        self.engine = engine
+        self.models = models  # refused only when every model's engine is dead
         self.metrics = metrics
         self.keys = KeyLimiter()
         self.inflight = 0  # jobs (one per target) admitted and not yet released
@@ -92,7 +92,7 @@ class Admission:
         """Admit a request of `slots` jobs and `chars` characters, or raise `ProtocolError`.
         `connection_inflight`: requests already in flight on the caller's connection."""
         s = self.settings
-        if self.engine.dead:
+        if self.models.dead:
             raise ProtocolError(ErrorCode.ENGINE_ERROR, "the engine is not running", rid)
         if (connection_inflight is not None
                 and connection_inflight >= s.max_inflight_per_connection):

@@ -27,6 +27,7 @@ from .http_routes import router
 from .keystore import KeyStore
 from .lifecycle import exit_process, watch_engine
 from .metrics import Metrics
+from .models import ModelSet, ServedModel
 from .origin import OriginGuard
 from .pipeline import Pipeline
 from .planning import Planner
@@ -55,21 +56,42 @@ def build_engine(settings: Settings) -> Engine:
     return VllmEngine(settings, model_path(settings))
 
 
+def build_models(settings: Settings) -> ModelSet:
+    """`[[models]]` / `--model NAME=PATH`: one engine each, with its share of the cache."""
+    n = len(settings.models)
+    served = []
+    for spec in settings.models:
+        share = settings.model_copy(update={
+            "model": spec.path, "profile": spec.profile,
+            "kv_cache_gib": spec.kv_cache_gib or max(1, (settings.kv_cache_gib or 2) // n),
+            "gpu_memory_utilization": (spec.gpu_memory_utilization
+                                       or settings.gpu_memory_utilization / n)})
+        served.append(ServedModel(spec.name, build_engine(share),
+                                  resolve_profile(spec.path, spec.profile), spec.max_inflight))
+    return ModelSet(served, settings.routes)
+
+
 def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
     profile: Profile | None = None,
+    models: ModelSet | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    model = model_path(settings)
-    profile = profile or resolve_profile(model, settings.profile)
-    owns_engine = engine is None
-    engine = engine or build_engine(settings)
+    owns_engine = engine is None and models is None
+    if models is None and settings.models and engine is None:
+        models = build_models(settings)
+    if models is None:
+        profile = profile or resolve_profile(model_path(settings), settings.profile)
+        models = ModelSet.single(engine or build_engine(settings), profile)
+    engine, profile = models.primary.engine, models.primary.profile
     metrics = Metrics()
     pipeline = Pipeline(
-        Planner(engine, profile, settings, glossaries=GlossaryStore(settings.glossary_file)),
-        Admission(settings, engine, metrics),
-        Generator(engine, metrics, ResultCache(settings.cache_entries)),
+        Planner(engine, profile, settings, glossaries=GlossaryStore(settings.glossary_file),
+                models=models),
+        Admission(settings, models, metrics),
+        Generator(engine, metrics, ResultCache(settings.cache_entries),
+                  staged=settings.staged_submission),
         metrics,
     )
     state = ServerState(
@@ -91,7 +113,8 @@ def create_app(
             loader.cancel()
             watchdog.cancel()
             if owns_engine:
-                await engine.shutdown()
+                for m in models.default:
+                    await m.engine.shutdown()
 
     app = FastAPI(
         title="tolk",
@@ -143,8 +166,9 @@ def _audio_service(settings: Settings) -> object:
 
 async def _start_engine(state: ServerState) -> None:
     try:
-        if not state.engine.ready:
-            await state.engine.start()
+        for m in state.models.default:  # one after another: each takes its share
+            if not m.engine.ready:
+                await m.engine.start()
         await asyncio.to_thread(state.pipeline.planner.detector.load)
         state.engine_ready.set()
         log.info("engine ready: %s", state.model_name)

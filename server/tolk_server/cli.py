@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, is_loopback, load_settings
+from .models import parse_model_arg
 from .profiles import model_arg
 
 log = logging.getLogger("tolk.cli")
@@ -19,7 +20,9 @@ log = logging.getLogger("tolk.cli")
 
 def _engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (lowest precedence)")
-    p.add_argument("--model", help="model directory, HF id, or profile name")
+    p.add_argument("--model", action="append",
+                   help="model directory, HF id, or profile name; or NAME=PATH, repeatable, "
+                        "for several models in one server")
     p.add_argument("--profile", help="prompt profile name or TOML path")
     p.add_argument("--engine", choices=["vllm", "echo", "fake"],
                    help="vllm, or echo: the engine double (fake is an alias)")
@@ -42,8 +45,17 @@ def _settings(ns: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {k: getattr(ns, k) for k in keys if hasattr(Settings, k)
                                  or k in Settings.model_fields}
     overrides = {k: v for k, v in overrides.items() if k in Settings.model_fields}
-    if overrides.get("model"):
-        overrides["model"] = model_arg(overrides["model"], overrides)
+    given: list[str] = overrides.pop("model", None) or []
+    specs = [m for m in (parse_model_arg(v) for v in given) if m is not None]
+    if specs:
+        if len(specs) != len(given):
+            raise SystemExit("tolk: --model: use NAME=PATH for every model, or one plain path")
+        overrides["models"] = [m.model_copy(update={"path": model_arg(m.path, {})})
+                               for m in specs]
+    elif len(given) > 1:
+        raise SystemExit("tolk: --model: several models need names: --model NAME=PATH")
+    elif given:
+        overrides["model"] = model_arg(given[0], overrides)
     return load_settings(ns.config, **overrides)
 
 

@@ -16,6 +16,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .models import ModelSpec, RouteSpec
+
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
 EngineKind = Literal["vllm", "echo", "fake"]
 AsrBackend = Literal["faster-whisper", "vllm", "off"]
@@ -51,6 +53,16 @@ class Settings(BaseSettings):
     data_parallel_size: int = Field(1, ge=1)
     load_format: str = "auto"
     seed: int = 0
+    # Several models: `[[models]]` tables (or `--model NAME=PATH`) and `[[routes]]`.
+    models: list[ModelSpec] = Field(default_factory=list)
+    routes: list[RouteSpec] = Field(default_factory=list)
+    staged_submission: bool = Field(
+        True, description="A split input's first sentence goes first; the rest follow its "
+        "first output."
+    )
+    priority_scheduling: bool = Field(
+        True, description="Schedule the engine by priority: live traffic before bulk work."
+    )
 
     # Limits
     max_text_chars: int = Field(4000, ge=1)

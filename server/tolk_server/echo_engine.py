@@ -26,6 +26,8 @@ class EchoEngine:
         self.info = EngineInfo(name="fake", model="fake", version="0")
         self.token_delay_s = token_delay_s
         self.first_token_delay_s = first_token_delay_s
+        #: The params of every request, in arrival order (tests look at decodings, priorities).
+        self.params_seen: list[GenerationParams] = []
         self._running: set[str] = set()
         self._ready = False
         self._dead = False
@@ -42,6 +44,7 @@ class EchoEngine:
         if request_id in self._running:
             raise EngineError(f"duplicate engine request id {request_id}")
         self._running.add(request_id)
+        self.params_seen.append(params)
         finished = False
         try:
             parts = pieces(echo_translation(prompt))

@@ -16,6 +16,15 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
     seed: int | None = None
+    # Quality decodings (tolk_server.decoding): "greedy" streams; "beam" and "mbr" yield
+    # the chosen translation as one delta when it is known.
+    decoding: str = "greedy"
+    beam_width: int = 4
+    length_penalty: float = 1.0
+    candidates: int = 8
+    sample_temperature: float = 0.7
+    # Lower runs first when the engine schedules by priority (0: conversation, 1: bulk).
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,17 @@
 One request may become several engine requests: a long input is split into sentences that
 are translated concurrently (continuous batching does the rest) and reassembled strictly in
 source order; `targets` runs one job per target language. No transport and no admission here.
+
+A job runs on the first model of its route; a model that fails before the first output
+(dead, not ready, overloaded, an engine error) hands it to the next one (fallback). The
+first sentence of a split input goes to the engine alone, the rest once it has produced
+its first output (staged submission) and at a lower priority.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import AsyncGenerator
@@ -28,19 +34,24 @@ from .chunking import Chunker
 from .engine import Delta, Engine, EngineError, RequestRejected
 from .glossary import report
 from .metrics import Metrics
-from .planning import Job, Part
+from .models import ServedModel, Variant
+from .planning import Job
 from .profiles import PriorTurn
 from .reassembly import OrderedJoiner
 from .result_cache import CachedResult, ResultCache
 
 _PIECES = re.compile(r"\s*\S+\s*|\s+")
+#: Added to the priority of every sentence after the first of a split input.
+BULK_PRIORITY = 1
 
 
 class Generator:
-    def __init__(self, engine: Engine, metrics: Metrics, cache: ResultCache) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, cache: ResultCache,
+                 staged: bool = True) -> None:
         self.engine = engine
         self.metrics = metrics
         self.cache = cache
+        self.staged = staged
 
     async def stream_many(self, jobs: list[Job]) -> AsyncGenerator[ServerFrame, None]:
         """The frames of all jobs (one per target), interleaved as they come."""
@@ -95,7 +106,7 @@ class Generator:
                     yield frame
             out.tokens, finish = cached.tokens, "stop"
         else:
-            async with aclosing(self._generate(job, out)) as frames:
+            async with aclosing(self._routed(job, out)) as frames:
                 async for frame in frames:
                     yield frame
             finish = out.finish_reason
@@ -105,13 +116,17 @@ class Generator:
         latency = (time.perf_counter() - job.t0) * 1000
         self.metrics.duration.observe(latency / 1000)
         self.metrics.output_tokens.inc(out.tokens)
-        if cached is None and finish == "stop":
+        if cached is None and finish == "stop" and job.fallback is None:
             self.cache.put(job.key, CachedResult(translation, out.tokens))
         if job.session and job.sessions is not None:
             job.sessions.add(job.session, PriorTurn(job.text, translation, job.source,
                                                     job.target))
         done = complete(job.id, translation, job.source, job.target, out.tokens,
                         out.first_ms, latency, finish)
+        done["quality"] = job.quality
+        done["model"] = job.served_by or job.variants[0].model.name
+        if job.fallback is not None:
+            done["fallback"] = job.fallback
         if len(job.parts) > 1:
             done["sentences"] = len(job.parts)
         if cached is not None and job.source != job.target:
@@ -122,27 +137,65 @@ class Generator:
             done["glossary"] = report(job.glossary, job.text, translation)
         yield done
 
-    async def _generate(self, job: Job, out: _Emitter) -> AsyncGenerator[ServerFrame, None]:
+    async def _routed(self, job: Job, out: _Emitter) -> AsyncGenerator[ServerFrame, None]:
+        """Run the job on the first available model of its route; fall back before output."""
+        last: ProtocolError | None = None
+        for n, variant in enumerate(job.variants):
+            model = variant.model
+            final = n == len(job.variants) - 1
+            reason = None if final else unavailable(model)
+            if reason is None:
+                model.inflight += 1
+                try:
+                    async with aclosing(self._generate(job, out, variant, final)) as frames:
+                        async for frame in frames:
+                            yield frame
+                    job.served_by = model.name
+                    return
+                except _Unstarted as exc:
+                    reason, last = exc.reason, exc.error
+                finally:
+                    model.inflight -= 1
+            self.metrics.fallbacks.labels(model.name, job.variants[n + 1].model.name,
+                                          reason).inc()
+            if job.fallback is None:
+                job.fallback = {"from": model.name, "reason": reason}
+        raise last or ProtocolError(ErrorCode.ENGINE_ERROR, "no model could serve it", job.id)
+
+    async def _generate(self, job: Job, out: _Emitter, variant: Variant, final: bool = True
+                        ) -> AsyncGenerator[ServerFrame, None]:
         """Run every part concurrently; emit their text strictly in source order."""
         n = len(job.parts)
+        engine = variant.model.engine
         queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue()
+        # Staged submission: the later sentences wait for the first one's first output.
+        gate = asyncio.Event()
+        if n == 1 or not self.staged or variant.params.decoding != "greedy":
+            gate.set()
 
-        async def pump(k: int, part: Part) -> None:
+        async def pump(k: int, prompt: str) -> None:
             rid = job.request_id if n == 1 else f"{job.request_id}-{k}"
+            params = variant.params
             try:
-                gen = self.engine.generate(part.prompt, job.params, rid)
-                async with aclosing(gen) as deltas:
+                if k:
+                    params = dataclasses.replace(params, priority=params.priority + BULK_PRIORITY)
+                    await gate.wait()
+                async with aclosing(engine.generate(prompt, params, rid)) as deltas:
                     async for delta in deltas:
+                        gate.set()
                         queue.put_nowait((k, delta))
                 queue.put_nowait((k, None))
             except Exception as exc:
                 queue.put_nowait((k, exc))
+            finally:
+                gate.set()  # the first sentence ended or failed: release the others
 
-        tasks = [asyncio.create_task(pump(k, p)) for k, p in enumerate(job.parts)]
+        tasks = [asyncio.create_task(pump(k, p)) for k, p in enumerate(variant.prompts)]
         joiner = OrderedJoiner(n)
         released: list[tuple[int, str]] = []
         for k, part in enumerate(job.parts):  # white space before a sentence is kept as is
             released += joiner.push(k, part.lead)
+        received = False
         try:
             while True:
                 for seq, text in released:
@@ -160,13 +213,13 @@ class Generator:
                         yield frame
                     continue
                 if isinstance(item, BaseException):
-                    if isinstance(item, EngineError):
-                        raise ProtocolError(ErrorCode.ENGINE_ERROR, str(item), job.id) from item
-                    if isinstance(item, RequestRejected):
-                        if item.code == "too_large":
-                            raise ProtocolError(ErrorCode.TOO_LARGE, str(item), job.id) from item
-                        raise ProtocolError(ErrorCode.BAD_REQUEST, str(item), job.id) from item
-                    raise item
+                    err = _error(item, job.id)
+                    if err is None:
+                        raise item
+                    if not received and not final and err.code == ErrorCode.ENGINE_ERROR:
+                        raise _Unstarted("engine_error", err) from item
+                    raise err from item
+                received = True
                 if item is None:
                     released = joiner.push(k, job.parts[k].trail) + joiner.finish(k)
                 else:
@@ -178,6 +231,36 @@ class Generator:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Unstarted(Exception):
+    """The model failed before any output: the job may go to the next model of its route."""
+
+    def __init__(self, reason: str, error: ProtocolError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+def unavailable(model: ServedModel) -> str | None:
+    """Why a model cannot take a request now (None: it can)."""
+    if model.engine.dead:
+        return "dead"
+    if not model.engine.ready:
+        return "not_ready"
+    if model.overloaded:
+        return "overloaded"
+    return None
+
+
+def _error(exc: BaseException, rid: str) -> ProtocolError | None:
+    if isinstance(exc, EngineError):
+        return ProtocolError(ErrorCode.ENGINE_ERROR, str(exc), rid)
+    if isinstance(exc, RequestRejected):
+        if exc.code == "too_large":
+            return ProtocolError(ErrorCode.TOO_LARGE, str(exc), rid)
+        return ProtocolError(ErrorCode.BAD_REQUEST, str(exc), rid)
+    return None
 
 
 class _Emitter:

@@ -153,11 +153,14 @@ async def translate(request: Request) -> Response:
 async def languages(request: Request) -> dict[str, Any]:
     st = _state(request)
     prof = st.pipeline.profile
+    names = {c: n for m in reversed(st.models.default) for c, n in m.profile.languages.items()}
     return {
         "model": st.model_name,
         "profile": prof.name,
-        "languages": [{"code": c, "name": prof.languages[c]} for c in st.pipeline.languages],
+        "languages": [{"code": c, "name": names[c]} for c in st.pipeline.languages],
         "auto_detect": True,
+        "models": st.models.describe(),
+        "routes": st.models.describe_routes(),
     }
 
 
@@ -169,16 +172,19 @@ async def health() -> dict[str, str]:
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     st = _state(request)
+    models = [{"name": m.name, "state": m.state()} for m in st.models.default]
     if st.ready:
-        return JSONResponse({"status": "ready", "model": st.model_name})
-    detail = "engine dead" if st.engine.dead else "loading"
-    return JSONResponse({"status": detail}, status_code=503)
+        degraded = any(m["state"] != "ready" for m in models)
+        return JSONResponse({"status": "degraded" if degraded else "ready",
+                             "model": st.model_name, "models": models})
+    detail = "engine dead" if st.models.dead else "loading"
+    return JSONResponse({"status": detail, "models": models}, status_code=503)
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     st = _state(request)
-    st.metrics.engine_running.set(st.engine.running())
+    st.metrics.engine_running.set(sum(m.engine.running() for m in st.models.default))
     return Response(st.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

@@ -38,8 +38,14 @@ async def drain(state: ServerState, timeout_s: float) -> None:
 async def watch_engine(state: ServerState, period_s: float = 0.2) -> None:
     """Once the engine is up, notice its death: refuse work, then exit non-zero."""
     await state.engine_ready.wait()
-    while not state.engine.dead:  # noqa: ASYNC110 (vLLM offers no death event)
+    models = state.models
+    dead: set[str] = set()
+    while not models.all_dead:
         await asyncio.sleep(period_s)
+        for m in models.default:  # one dead model of several: degraded, not fatal
+            if m.engine.dead and m.name not in dead:
+                dead.add(m.name)
+                log.error("model %s: its engine died; its routes fall back", m.name)
     await asyncio.sleep(ENGINE_EXIT_GRACE_S)  # a group signal reaches the server too
     if state.draining:
         # The engine core got a stop signal too (e.g. Ctrl-C sends SIGINT to the whole

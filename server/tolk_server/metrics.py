@@ -38,6 +38,10 @@ class Metrics:
             "tolk_active_connections", "Open WebSocket connections.", registry=r
         )
         self.inflight = Gauge("tolk_inflight_requests", "Requests in flight.", registry=r)
+        self.fallbacks = Counter(
+            "tolk_fallbacks_total", "Requests handed to the next model of their route.",
+            ["model", "to", "reason"], registry=r,
+        )
         self.first_chunk = Histogram(
             "tolk_first_chunk_seconds", "Time to the first streamed chunk, by granularity.",
             ["granularity"], buckets=LATENCY_BUCKETS, registry=r,

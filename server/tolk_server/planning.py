@@ -16,6 +16,8 @@ from .config import Settings
 from .engine import Engine, GenerationParams
 from .glossary import GlossaryStore, relevant_terms
 from .langdetect import LanguageDetector
+from .models import ModelSet, ServedModel, Variant
+from .modes import DEFAULT_QUALITY, Quality, plan
 from .profiles import PriorTurn, Profile, render
 from .result_cache import cache_key
 from .segmenter import split_sentences
@@ -52,6 +54,11 @@ class Job:
     context: tuple[PriorTurn, ...] = ()
     glossary: dict[str, str] = field(default_factory=dict)
     prompt: str = ""
+    quality: Quality = DEFAULT_QUALITY
+    # The job as each model of its route would run it (the first is the routed model).
+    variants: tuple[Variant, ...] = ()
+    served_by: str | None = None
+    fallback: dict[str, str] | None = None
 
 
 class Planner:
@@ -62,16 +69,18 @@ class Planner:
         settings: Settings,
         detector: LanguageDetector | None = None,
         glossaries: GlossaryStore | None = None,
+        models: ModelSet | None = None,
     ) -> None:
-        self.profile = profile
+        self.models = models or ModelSet.single(engine, profile)
+        self.profile = self.models.primary.profile
         self.settings = settings
-        self.engine = engine  # for its model name and chat template (known once loaded)
-        self.detector = detector or LanguageDetector(list(profile.languages))
+        self.engine = self.models.primary.engine  # its model name and chat template
+        self.detector = detector or LanguageDetector(self.models.languages)
         self.glossaries = glossaries
 
     @property
     def languages(self) -> list[str]:
-        return sorted(self.profile.languages)
+        return self.models.languages
 
     def plan(
         self,
@@ -93,7 +102,7 @@ class Planner:
                 f"{self.settings.max_text_chars}",
                 rid,
             )
-        langs = self.profile.languages
+        langs = self.languages
         for tgt in opts.target_list:
             if tgt not in langs:
                 raise ProtocolError(
@@ -117,32 +126,37 @@ class Planner:
         context: tuple[PriorTurn, ...] = ()
         if opts.session and sessions is not None:
             context = tuple(sessions.context(opts.session))
-        s = self.profile.sampling
-        params = GenerationParams(
-            max_tokens=min(opts.max_tokens or s.max_tokens, self.settings.max_model_len or 8192),
-            temperature=s.temperature,
-            top_p=s.top_p,
-            repetition_penalty=s.repetition_penalty,
-            stop=tuple(self.profile.stop),
-            ignore_eos=s.ignore_eos,
-        )
-        sentences = split_sentences(opts.text, source) if opts.split else [opts.text]
-        multi = opts.targets is not None
+        quality: Quality = opts.quality or DEFAULT_QUALITY
+        sentences: list[str] | None = None
         jobs = []
         for tgt in opts.target_list:
+            chain = self.models.chain(quality, source, tgt)
+            if not chain:
+                raise ProtocolError(ErrorCode.UNSUPPORTED_LANGUAGE,
+                                    f"no model serves {source} → {tgt} ({quality})", rid)
+            runs = [plan(opts, m.modes, m.profile.sampling, tuple(m.profile.stop),
+                         self.settings.max_model_len or 8192) for m in chain]
+            run = runs[0]
+            if sentences is None:
+                sentences = split_sentences(opts.text, source) if run.split else [opts.text]
             ctx = tuple(t for t in context if t.target_lang == tgt)
-            parts = tuple(self._part(s_, source, tgt, ctx, glossary, opts.context)
-                          for s_ in sentences)
-            key = cache_key(text=opts.text, source=source, target=tgt, model=self.engine.info.model,
-                            profile=self.profile.name, glossary=sorted(glossary.items()),
+            per_model = [tuple(self._part(m, s_, source, tgt, ctx, glossary, opts.context)
+                               for s_ in sentences) for m in chain]
+            parts = per_model[0]
+            key = cache_key(text=opts.text, source=source, target=tgt, model=chain[0].name,
+                            path=chain[0].engine.info.model, profile=chain[0].profile.name,
+                            glossary=sorted(glossary.items()),
                             context=[(t.source, t.translation) for t in ctx],
-                            split=opts.split, max_tokens=params.max_tokens, note=opts.context)
+                            split=run.split, max_tokens=run.params.max_tokens, quality=quality,
+                            note=opts.context)
             jobs.append(Job(
                 id=rid, request_id=uuid.uuid4().hex, text=opts.text, source=source, target=tgt,
-                stream=opts.stream, granularity=opts.granularity,
-                max_delay_ms=float(opts.max_delay_ms), params=params, parts=parts, t0=t0,
-                key=key, tag_target=multi, session=opts.session, sessions=sessions,
-                context=ctx, glossary=glossary, prompt=parts[0].prompt,
+                stream=opts.stream, granularity=run.granularity, quality=quality,
+                max_delay_ms=float(opts.max_delay_ms), params=run.params, parts=parts, t0=t0,
+                key=key, tag_target=opts.targets is not None, session=opts.session,
+                sessions=sessions, context=ctx, glossary=glossary, prompt=parts[0].prompt,
+                variants=tuple(Variant(m, r.params, tuple(p.prompt for p in ps))
+                               for m, r, ps in zip(chain, runs, per_model, strict=True)),
             ))
         return jobs
 
@@ -157,12 +171,13 @@ class Planner:
         terms.update(opts.glossary or {})
         return terms
 
-    def _part(self, sentence: str, source: str, target: str, ctx: tuple[PriorTurn, ...],
-              glossary: dict[str, str], note: str | None = None) -> Part:
+    def _part(self, model: ServedModel, sentence: str, source: str, target: str,
+              ctx: tuple[PriorTurn, ...], glossary: dict[str, str],
+              note: str | None = None) -> Part:
         core = sentence.strip()
         lead = sentence[: len(sentence) - len(sentence.lstrip())]
         trail = sentence[len(lead) + len(core):]
         terms = relevant_terms(glossary, core) if glossary else None
-        prompt = render(self.profile, core, source, target, self.engine.chat_template,
+        prompt = render(model.profile, core, source, target, model.engine.chat_template,
                         context=ctx, glossary=terms, note=note)
         return Part(lead, core, trail, prompt)

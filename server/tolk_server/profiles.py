@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tolk_models import DEMO_DIR, PROFILE_DIR
 
+from .modes import Mode, Quality
+
 TemplateKind = Literal["completion", "chat", "structured"]
 # Renders chat messages to a prompt string (the tokenizer's chat template).
 ChatTemplater = Callable[[list[dict[str, Any]], Mapping[str, Any]], str]
@@ -58,6 +60,8 @@ class Profile(BaseModel):
     supports_glossary: bool = False
     glossary_prefix: str = "Use these translations for the following terms: {terms}.\n"
     context_prefix: str = "Context (do not translate): {context}\n"
+    # Quality modes (tolk_server.modes): `[modes.quality]` etc.; built-ins fill the rest.
+    modes: dict[Quality, Mode] = Field(default_factory=dict)
 
     def language_name(self, code: str) -> str:
         return self.languages[code]

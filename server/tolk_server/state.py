@@ -13,6 +13,7 @@ from .auth import Authenticator
 from .config import Settings
 from .engine import Engine
 from .metrics import Metrics
+from .models import ModelSet
 from .pipeline import Pipeline
 from .sessions import SessionStore
 
@@ -47,9 +48,14 @@ class ServerState:
         return store
 
     @property
+    def models(self) -> ModelSet:
+        return self.pipeline.planner.models
+
+    @property
     def admission(self) -> Admission:
         return self.pipeline.admission
 
     @property
     def ready(self) -> bool:
-        return self.engine_ready.is_set() and self.engine.ready and not self.draining
+        return (self.engine_ready.is_set() and any(m.engine.ready for m in self.models.default)
+                and not self.draining)

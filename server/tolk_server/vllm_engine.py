@@ -6,6 +6,7 @@ One in-process `AsyncLLM` with continuous batching; outputs stream as DELTA.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import os
 from collections.abc import AsyncGenerator, Mapping
@@ -13,6 +14,7 @@ from contextlib import aclosing
 from typing import Any
 
 from .config import Settings
+from .decoding import beam_search, mbr_select
 from .engine import Delta, EngineError, EngineInfo, GenerationParams, RequestRejected
 from .engine_shield import call_shielded, stop_engine_processes
 
@@ -48,9 +50,30 @@ def engine_args_dict(settings: Settings, model: str) -> dict[str, Any]:
         # Ctrl-C in a terminal, sent to the whole group) lets in-flight requests finish.
         "shutdown_timeout": math.ceil(settings.drain_timeout_s) + ENGINE_DRAIN_MARGIN_S,
     }
+    if settings.priority_scheduling:
+        args["scheduling_policy"] = "priority"
     if has_cuda():
         args["gpu_memory_utilization"] = settings.gpu_memory_utilization
     return args
+
+
+def _sampling(params: GenerationParams, kind: Any = None, **over: Any) -> Any:
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    args: dict[str, Any] = {
+        "max_tokens": params.max_tokens, "temperature": params.temperature,
+        "top_p": params.top_p, "repetition_penalty": params.repetition_penalty,
+        "stop": list(params.stop) or None, "ignore_eos": params.ignore_eos,
+        "seed": params.seed, "output_kind": kind or RequestOutputKind.DELTA,
+    }
+    return SamplingParams(**{**args, **over})
+
+
+def _stop_at(text: str, stop: tuple[str, ...]) -> str:
+    """Cut at the first stop string (beam search decodes without the engine's stop check)."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text
 
 
 class VllmEngine:
@@ -64,8 +87,9 @@ class VllmEngine:
 
     async def start(self) -> None:
         if not has_cuda():
-            kv = self.settings.kv_cache_gib or 2
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv))
+            if self.settings.kv_cache_gib:  # an explicit size (a model's share) wins
+                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.kv_cache_gib)
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -81,30 +105,24 @@ class VllmEngine:
     async def generate(
         self, prompt: str, params: GenerationParams, request_id: str
     ) -> AsyncGenerator[Delta, None]:
-        from vllm import SamplingParams
         from vllm.exceptions import VLLMClientError
-        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
         llm = self._llm
         if llm is None or self._dead:
             raise EngineError("engine is not running")
-        sampling = SamplingParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            repetition_penalty=params.repetition_penalty,
-            stop=list(params.stop) or None,
-            ignore_eos=params.ignore_eos,
-            seed=params.seed,
-            output_kind=RequestOutputKind.DELTA,
-        )
         try:
             (engine_input,) = await llm.renderer.render_cmpl_async([{"prompt": prompt}])
-            async with aclosing(llm.generate(engine_input, sampling, request_id)) as outputs:
-                async for out in outputs:
-                    comp = out.outputs[0]
-                    yield Delta(comp.text, len(comp.token_ids), comp.finish_reason)
+            if params.decoding == "beam":
+                yield await self._beam(engine_input, params, request_id)
+            elif params.decoding == "mbr":
+                yield await self._mbr(engine_input, params, request_id)
+            else:
+                async with aclosing(llm.generate(engine_input, _sampling(params), request_id,
+                                                 priority=self._priority(params))) as outputs:
+                    async for out in outputs:
+                        comp = out.outputs[0]
+                        yield Delta(comp.text, len(comp.token_ids), comp.finish_reason)
         except (VLLMClientError, ValueError) as exc:  # validation of this request only
             text = str(exc)
             too_long = "context length" in text or "maximum model length" in text
@@ -114,6 +132,61 @@ class VllmEngine:
             raise EngineError(f"engine died: {exc}") from exc
         except EngineGenerateError as exc:
             raise EngineError(f"generation failed: {exc.__cause__ or exc}") from exc
+
+    def _priority(self, params: GenerationParams) -> int:
+        return params.priority if self.settings.priority_scheduling else 0
+
+    async def _beam(self, engine_input: Any, params: GenerationParams, rid: str) -> Delta:
+        """Beam search above the engine: one-token requests with logprobs per live beam."""
+        from vllm import SamplingParams
+        from vllm.inputs import tokens_input
+        from vllm.sampling_params import RequestOutputKind
+
+        llm, ids = self._llm, itertools.count()
+        tokenizer = llm.renderer.get_tokenizer()
+        priority = self._priority(params)
+
+        async def step(tokens: list[int], k: int) -> dict[int, float]:
+            one = SamplingParams(max_tokens=1, logprobs=k, temperature=0.0, detokenize=False,
+                                 repetition_penalty=params.repetition_penalty,
+                                 output_kind=RequestOutputKind.FINAL_ONLY)
+            last = None
+            async for out in llm.generate(tokens_input(tokens), one, f"{rid}-b{next(ids)}",
+                                          priority=priority):
+                last = out
+            lps = last.outputs[0].logprobs if last is not None else None
+            return {int(t): float(lp.logprob) for t, lp in lps[0].items()} if lps else {}
+
+        eos = tokenizer.eos_token_id  # none (or ignored): every beam runs to max_tokens
+        eos = -1 if eos is None or params.ignore_eos else int(eos)
+        best = await beam_search(step, list(engine_input["prompt_token_ids"]), eos,
+                                 params.beam_width,
+                                 params.max_tokens, params.length_penalty)
+        text = tokenizer.decode(best.tokens, skip_special_tokens=True)
+        return Delta(_stop_at(text, params.stop), len(best.tokens), best.finish_reason)
+
+    async def _mbr(self, engine_input: Any, params: GenerationParams, rid: str) -> Delta:
+        """n sampled candidates plus the greedy one; the minimum-Bayes-risk (chrF) pick."""
+        from vllm.sampling_params import RequestOutputKind
+
+        llm, priority = self._llm, self._priority(params)
+        sampled = _sampling(params, RequestOutputKind.FINAL_ONLY, n=params.candidates,
+                            temperature=params.sample_temperature, seed=params.seed)
+        greedy = _sampling(params, RequestOutputKind.FINAL_ONLY)
+
+        async def final(sp: Any, suffix: str) -> list[Any]:
+            last = None
+            async for out in llm.generate(engine_input, sp, f"{rid}-{suffix}",
+                                          priority=priority):
+                last = out
+            return list(last.outputs) if last is not None else []
+
+        outs = [c for group in await asyncio.gather(final(greedy, "g"), final(sampled, "s"))
+                for c in group]
+        if not outs:
+            raise EngineError("no candidates came back")
+        pick = outs[await asyncio.to_thread(mbr_select, [c.text.strip() for c in outs])]
+        return Delta(pick.text, len(pick.token_ids), pick.finish_reason)
 
     def running(self) -> int:
         return 0 if self._llm is None else int(self._llm.get_num_unfinished_requests())

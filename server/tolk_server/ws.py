@@ -83,8 +83,12 @@ class Connection:
             if self.principal is None:
                 return
             await self.state.engine_ready.wait()
-            await self.send(ready(self.state.model_name, self.state.pipeline.languages,
-                                  self.state.auth.enabled))
+            hello = ready(self.state.model_name, self.state.pipeline.languages,
+                          self.state.auth.enabled)
+            if len(self.state.models.models) > 1:  # name the models and what each serves
+                hello["models"] = [{k: d[k] for k in ("name", "languages", "routed_for")}
+                                   for d in self.state.models.describe()]
+            await self.send(hello)
             while True:
                 text = await self._receive()
                 if text is None:

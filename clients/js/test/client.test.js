@@ -54,6 +54,22 @@ describe('TolkClient', () => {
     assert.equal(c.state, 'closed');
   });
 
+  test('quality is passed and the complete frame reports the mode and the model', T, async () => {
+    const c = client();
+    try {
+      const fast = c.translate({ text: 'Quick translation needed', target: 'fi', quality: 'fast' });
+      const done = await within(10000, fast.result, 'fast');
+      assert.equal(done.quality, 'fast');
+      assert.equal(typeof done.model, 'string');
+      const plain = await within(10000, c.translate({ text: 'Hello there', target: 'fi' }).result, 'plain');
+      assert.equal(plain.quality, 'balanced');
+      await assert.rejects(c.translate({ text: 'x', target: 'fi', quality: 'best' }).result,
+        (err) => err instanceof TolkError && err.code === 'bad_request');
+    } finally {
+      c.close();
+    }
+  });
+
   test('streamed tokens concatenate to the complete translation', T, async () => {
     const c = client();
     try {

@@ -38,9 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._live import AsyncLiveTranslation, LivePartial, LiveResult, LiveTranslation
     from ._mock import MockServer, MockServerConnection, MockTransport
-    from ._models import TranslationEventHandler, TranslationResult
+    from ._models import TranslationResult
     from ._stream import AsyncTranslationStream, TranslationStream
     from ._transport import Transport, WebSocketTransport, WireConnection
+    from .events import TranslationEventHandler
 
 _LAZY: dict[str, str] = {
     "AsyncClient": "_async_client",
@@ -71,7 +72,7 @@ _LAZY: dict[str, str] = {
     "MockServer": "_mock",
     "MockServerConnection": "_mock",
     "MockTransport": "_mock",
-    "TranslationEventHandler": "_models",
+    "TranslationEventHandler": "events",
     "TranslationResult": "_models",
     "AsyncTranslationStream": "_stream",
     "TranslationStream": "_stream",

@@ -24,9 +24,11 @@ from ._config import (
 from ._connection import Connection, ConnectionSettings, Item
 from ._exceptions import BadRequestError, ConnectionError, RequestTooLargeError, TolkError
 from ._live import AsyncLiveTranslation
-from ._models import TranslationEventHandler, TranslationResult
+from ._models import TranslationResult
+from .events import TranslationEventHandler
 
 if TYPE_CHECKING:
+    from .protocol.frames import Quality
     from .protocol.types import Granularity
 from ._stream import AsyncTranslationStream
 from ._transport import Transport, WebSocketTransport
@@ -57,8 +59,14 @@ class AsyncClient:
         heartbeat_timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
         transport: Transport | None = None,
+        event_handler: TranslationEventHandler | None = None,
+        connection_pool: bool = True,
     ) -> None:
         self.url = stream_url(url)
+        if not connection_pool:
+            if pool_size not in (None, 1):
+                raise ValueError("connection_pool=False means one connection (pool_size=1)")
+            pool_size = 1
         if api_key is None:
             api_key = os.environ.get("TOLK_API_KEY") or None
         self.timeout = to_timeout(timeout)
@@ -89,6 +97,9 @@ class AsyncClient:
         self._ids = itertools.count(1)
         self._id_prefix = f"py-{secrets.token_hex(3)}-"
         self._closed = False
+        #: The client-level handler: it sees the events of every request of this client.
+        self._event_handler = event_handler
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- public API ------------------------------------------------------------------------
 
@@ -105,18 +116,21 @@ class AsyncClient:
         session: str | None = None,
         glossary: Mapping[str, str] | None = None,
         glossary_id: str | None = None,
+        quality: Quality | None = None,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         handler: TranslationEventHandler | None = None,
     ) -> AsyncTranslationStream:
         """A stream of the translation's tokens: `async for token in client.translate_stream(...)`.
 
-        Nothing is sent until the first iteration. `timeout` (seconds, `None`: no limit)
-        bounds the whole request; the default is the client's `Timeout.request`.
+        Called inside a running event loop, the request is sent at once (else on the first
+        iteration). `timeout` (seconds, `None`: no limit) bounds the whole request; the
+        default is the client's `Timeout.request`. `quality`: `"fast"`, `"balanced"` (the
+        server's default) or `"quality"`.
         """
         rid, frame = self._prepare(
             text, target, source, True, handler, max_tokens=max_tokens,
             granularity=granularity, max_delay_ms=max_delay_ms, split=split, session=session,
-            glossary=glossary, glossary_id=glossary_id)
+            glossary=glossary, glossary_id=glossary_id, quality=quality)
         return AsyncTranslationStream(self, rid, frame, self._timeout_for(timeout), handler)
 
     async def translate(
@@ -132,6 +146,7 @@ class AsyncClient:
         session: str | None = None,
         glossary: Mapping[str, str] | None = None,
         glossary_id: str | None = None,
+        quality: Quality | None = None,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,  # noqa: ASYNC109
         handler: TranslationEventHandler | None = None,
     ) -> TranslationResult:
@@ -142,7 +157,7 @@ class AsyncClient:
         rid, frame = self._prepare(
             text, target, source, handler is not None, handler, max_tokens=max_tokens,
             granularity=granularity, max_delay_ms=max_delay_ms, split=split, session=session,
-            glossary=glossary, glossary_id=glossary_id)
+            glossary=glossary, glossary_id=glossary_id, quality=quality)
         async with AsyncTranslationStream(self, rid, frame, self._timeout_for(timeout),
                                           handler) as stream:
             return await stream.collect()
@@ -235,12 +250,7 @@ class AsyncClient:
         """Wait for a free slot, then register `rid` on the least-loaded connection."""
         if self._closed:
             raise ConnectionError("the client is closed", request_id=rid)
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("this AsyncClient is bound to the event loop it was first used "
-                               "on; create one client per event loop")
+        self._bind_loop()
         if self._slots is None:
             self._slots = asyncio.Semaphore(
                 self.limits.pool_size * self.limits.max_requests_per_connection)
@@ -250,6 +260,20 @@ class AsyncClient:
             raise ConnectionError("the client is closed", request_id=rid)
         conn = min(self._connections, key=lambda c: (c.load, not c.is_open, c.index))
         return conn, conn.register(rid)
+
+    def _bind_loop(self) -> None:
+        """Bind to the running loop on first use; refuse any other loop afterwards."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("this AsyncClient is bound to the event loop it was first used "
+                               "on; create one client per event loop")
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Keep a request's task alive until it ends (the loop holds tasks weakly)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _release_slot(self) -> None:
         if self._slots is not None:

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 from ._async_client import AsyncClient
 from ._config import USE_CLIENT_DEFAULT, Limits, Reconnect, Timeout, TimeoutTypes, UseClientDefault
 from ._live import LiveTranslation
-from ._models import TranslationEventHandler, TranslationResult
+from ._models import TranslationResult
 from ._portal import LoopThread
 from ._stream import TranslationStream
 from ._transport import Transport
+from .events import TranslationEventHandler
 
 if TYPE_CHECKING:
+    from .protocol.frames import Quality
     from .protocol.types import Granularity
 
 __all__ = ["Client"]
@@ -41,6 +43,8 @@ class Client:
         heartbeat_timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
         transport: Transport | None = None,
+        event_handler: TranslationEventHandler | None = None,
+        connection_pool: bool = True,
     ) -> None:
         self._async = AsyncClient(
             url,
@@ -53,6 +57,8 @@ class Client:
             heartbeat_timeout=heartbeat_timeout,
             headers=headers,
             transport=transport,
+            event_handler=event_handler,
+            connection_pool=connection_pool,
         )
         self._portal = LoopThread()
 
@@ -90,18 +96,20 @@ class Client:
         session: str | None = None,
         glossary: Mapping[str, str] | None = None,
         glossary_id: str | None = None,
+        quality: Quality | None = None,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         handler: TranslationEventHandler | None = None,
     ) -> TranslationStream:
         """The translation's tokens as they come: `for token in client.translate_stream(...)`.
 
-        Nothing is sent until the first iteration; leaving the loop early (or `close()`)
-        cancels the request on the server. `timeout` bounds the whole request.
+        The request is sent at once; leaving the loop early (or `close()`) cancels it on the
+        server. `timeout` bounds the whole request. A client-level `event_handler` sees the
+        request's events even if the stream is never iterated.
         """
         rid, frame = self._async._prepare(
             text, target, source, True, handler, max_tokens=max_tokens,
             granularity=granularity, max_delay_ms=max_delay_ms, split=split, session=session,
-            glossary=glossary, glossary_id=glossary_id)
+            glossary=glossary, glossary_id=glossary_id, quality=quality)
         return TranslationStream(self._portal, self._async, rid, frame,
                                  self._async._timeout_for(timeout), handler)
 
@@ -118,6 +126,7 @@ class Client:
         session: str | None = None,
         glossary: Mapping[str, str] | None = None,
         glossary_id: str | None = None,
+        quality: Quality | None = None,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         handler: TranslationEventHandler | None = None,
     ) -> TranslationResult:
@@ -125,7 +134,7 @@ class Client:
         rid, frame = self._async._prepare(
             text, target, source, handler is not None, handler, max_tokens=max_tokens,
             granularity=granularity, max_delay_ms=max_delay_ms, split=split, session=session,
-            glossary=glossary, glossary_id=glossary_id)
+            glossary=glossary, glossary_id=glossary_id, quality=quality)
         with TranslationStream(self._portal, self._async, rid, frame,
                                self._async._timeout_for(timeout), handler) as stream:
             return stream.collect()

@@ -1,8 +1,10 @@
 """Translation streams: iterate tokens (sync or async), or collect the result.
 
-The request is sent on first iteration. Leaving early (`break`, `close()`/`aclose()`, the
-stream being garbage-collected, the task being cancelled, a timeout) cancels it on the
-server.
+The request is sent when the stream is created (`translate_stream` is called), or on first
+iteration when an `AsyncClient` is used outside a running event loop. Leaving early
+(`break`, `close()`/`aclose()`, the stream being garbage-collected, the task being
+cancelled, a timeout) cancels it on the server, except that a stream dropped unread keeps
+running when the client has an `event_handler` that watches it.
 """
 
 from __future__ import annotations
@@ -13,18 +15,15 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._exceptions import (
-    RequestCancelled,
-    RequestTimeout,
-    TolkError,
-    error_from_frame,
-)
-from ._models import TranslationEventHandler, TranslationResult
+from ._exceptions import RequestCancelled, TolkError, error_from_frame
+from ._flight import Flight
+from ._models import TranslationResult
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
-    from ._connection import Connection, Item
+    from ._connection import Item
     from ._portal import LoopThread
+    from .events import TranslationEventHandler
 
 __all__ = ["AsyncTranslationStream", "TranslationStream"]
 
@@ -41,41 +40,29 @@ class _StreamBase:
         #: The error that ended the request, if one did.
         self.error: TolkError | None = None
         self._client = client
-        self._frame = frame
-        self._timeout = timeout
         self._handler = handler
         self._items: deque[Item] = deque()
         self._finished = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: Connection | None = None
-        self._queue: asyncio.Queue[Item] | None = None
-        self._deadline: float | None = None
+        self._flight = Flight(client, rid, frame, timeout, client._event_handler)
 
     # -- runs on the client's event loop ---------------------------------------------------
 
+    def _start(self) -> None:
+        """Send the request now (on the running loop); later calls do nothing."""
+        self._flight.start()
+
     async def _fetch(self) -> list[Item]:
-        """Wait for the next frames of this request (sending it first, the first time)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-            if self._timeout is not None:
-                self._deadline = loop.time() + self._timeout
+        """Wait for the next frames of this request (starting it first if it is not yet)."""
+        self._flight.start()
+        inbox = self._flight.inbox
         try:
-            async with asyncio.timeout_at(self._deadline):
-                if self._queue is None:
-                    self._conn, self._queue = await self._client._open_request(self.id)
-                    await self._conn.send_request(self.id, self._frame)
-                first = await self._queue.get()
-        except TimeoutError:
-            self._abandon()
-            raise RequestTimeout(f"request {self.id} did not finish within {self._timeout}s",
-                                 request_id=self.id) from None
+            first = await inbox.get()
         except BaseException:
             self._abandon()
             raise
         items = [first]
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
+        while not inbox.empty():
+            items.append(inbox.get_nowait())
         return items
 
     # -- runs in the consumer's context ----------------------------------------------------
@@ -83,18 +70,21 @@ class _StreamBase:
     def _abandon(self) -> None:
         """Stop here; if the request is still running, cancel it on the server."""
         self._finished = True
-        conn, loop = self._conn, self._loop
-        if conn is None or loop is None or self.result is not None or self.error is not None:
-            return  # never sent, or already over
+        flight, loop = self._flight, self._flight.loop
+        if flight.over or self.result is not None or self.error is not None:
+            return
+        if loop is None:  # never started: nothing was sent
+            flight.over = True
+            return
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            conn.abandon(self.id)
+            flight.abandon()
         else:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(conn.abandon, self.id)
+                loop.call_soon_threadsafe(flight.abandon)
 
     def _apply(self, item: Item) -> str | None:
         """Handle one frame; a token is returned, an error raised."""
@@ -148,11 +138,14 @@ class _StreamBase:
                                request_id=self.id)
 
     def __del__(self) -> None:
+        # A client-level event handler watches the request: let it run to its end.
+        if self._client._event_handler is not None and not self._finished:
+            return
         with contextlib.suppress(Exception):
             self._abandon()
 
     def __repr__(self) -> str:
-        state = "done" if self._finished else ("running" if self._loop else "new")
+        state = "done" if self._finished else ("running" if self._flight.loop else "new")
         return f"<{type(self).__name__} id={self.id!r} {state}>"
 
 
@@ -175,6 +168,16 @@ def _result(frame: dict[str, Any], rid: str, request_id: str | None) -> Translat
 
 class AsyncTranslationStream(_StreamBase):
     """`async for token in stream`; then `stream.result`. Or `await stream.collect()`."""
+
+    def __init__(self, client: AsyncClient, rid: str, frame: str, timeout: float | None,
+                 handler: TranslationEventHandler | None) -> None:
+        super().__init__(client, rid, frame, timeout, handler)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the request starts on first iteration
+        client._bind_loop()
+        self._start()
 
     def __aiter__(self) -> AsyncTranslationStream:
         return self
@@ -217,6 +220,9 @@ class TranslationStream(_StreamBase):
                  timeout: float | None, handler: TranslationEventHandler | None) -> None:
         super().__init__(client, rid, frame, timeout, handler)
         self._portal = portal
+        loop = portal.loop()
+        self._flight.loop = loop  # so that an abandon is queued behind the start
+        loop.call_soon_threadsafe(self._flight.start)
 
     def __iter__(self) -> TranslationStream:
         return self

@@ -37,6 +37,7 @@ class _Frame(BaseModel):
 
 Lang = Annotated[str, Field(pattern=LANG_PATTERN, max_length=35)]
 Term = Annotated[str, Field(min_length=1, max_length=200)]
+Quality = Literal["fast", "balanced", "quality"]
 MAX_TARGETS = 8
 MAX_GLOSSARY_TERMS = 200
 
@@ -61,6 +62,7 @@ class TranslateOptions(_Frame):
     format: Literal["text", "html"] = "text"
     # Surrounding text that helps the model (not translated); profiles with context only.
     context: Annotated[str, Field(max_length=4000)] | None = None
+    quality: Quality | None = None
 
     @model_validator(mode="after")
     def _one_kind_of_target(self) -> TranslateOptions:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 PROTOCOL_VERSION = 1
 
@@ -40,6 +40,8 @@ class ReadyFrame(TypedDict):
     model: str
     languages: list[str]
     auth: bool
+    # With several models: each one's name, languages and the modes it is routed for.
+    models: NotRequired[list[dict[str, Any]]]
 
 
 class StartFrame(TypedDict):
@@ -120,6 +122,9 @@ class CompleteFrame(TypedDict):
     segment: NotRequired[int]
     speaker: NotRequired[str]
     live: NotRequired[LiveStats]
+    quality: NotRequired[str]
+    model: NotRequired[str]
+    fallback: NotRequired[dict[str, str]]
 
 
 class ErrorFrame(TypedDict):
