@@ -115,7 +115,7 @@ async def run_mode(url: str, items: list[tuple[str, str, str, str]], mode: str, 
                 if plain:
                     queues["p" + rid] = asyncio.Queue()
                     p = await plain_one(ws, "p" + rid, text, src, tgt, queues["p" + rid])
-                    p["ref"], p["i"] = ref, len(results) - 1
+                    p["ref"], p["live"] = ref, r  # not len(results) - 1: other workers append
                     plains.append(p)
             rtask.cancel()
 
@@ -148,7 +148,7 @@ def summarize(results: list[dict[str, Any]], plains: list[dict[str, Any]],
     }
     out["display_mask_k"] = mask_k(results)
     if plains:
-        hyps = [results[p["i"]]["frame"]["translation"] for p in plains]
+        hyps = [p["live"]["frame"]["translation"] for p in plains]
         plain_hyps = [p["frame"].get("translation", "") for p in plains]
         refs = [p["ref"] for p in plains]
         live_chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
@@ -163,7 +163,7 @@ def summarize(results: list[dict[str, Any]], plains: list[dict[str, Any]],
             "plain_ms_p95": round(pct(plain_ms, 0.95), 1),
             "final_output_tokens": sum(p["frame"].get("tokens", 0) for p in plains),
             "differing_samples": [
-                {"source": results[p["i"]]["text"], "live": h, "plain": ph}
+                {"source": p["live"]["text"], "live": h, "plain": ph}
                 for p, h, ph in zip(plains, hyps, plain_hyps, strict=True) if h != ph][:12],
         })
         out["engine_tokens_per_final_token"] = round(
