@@ -23,6 +23,7 @@ from contextlib import aclosing
 from types import TracebackType
 
 from tolk.protocol import (
+    SERVER_ID_PREFIX,
     TERMINAL_TYPES,
     ErrorCode,
     ErrorFrame,
@@ -128,7 +129,7 @@ class Pipeline:
         return self.planner.languages
 
     def new_id(self) -> str:
-        return f"srv-{next(self._ids)}"
+        return f"{SERVER_ID_PREFIX}{next(self._ids)}"
 
     def submit(self, opts: TranslateOptions, who: Principal, sessions: SessionStore | None,
                rid: str | None = None, connection_inflight: int | None = None,

@@ -9,12 +9,21 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from .errors import ProtocolError
 from .types import (
     DEFAULT_MAX_DELAY_MS,
     PROTOCOL_VERSION,
+    SERVER_ID_PREFIX,
     CompleteFrame,
     ErrorCode,
     ErrorFrame,
@@ -35,8 +44,29 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-Lang = Annotated[str, Field(pattern=LANG_PATTERN, max_length=35)]
-Term = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _valid_unicode(value: str) -> str:
+    """Every client string must encode as UTF-8: a lone surrogate (`"\\ud800"`) is refused."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _not_reserved(value: str) -> str:
+    if value.startswith(SERVER_ID_PREFIX):
+        raise ValueError(f"ids starting with {SERVER_ID_PREFIX!r} are reserved for the server")
+    return value
+
+
+# The one string type of client frames: valid Unicode (every string field uses it).
+WireStr = Annotated[str, AfterValidator(_valid_unicode)]
+Lang = Annotated[WireStr, Field(pattern=LANG_PATTERN, max_length=35)]
+Term = Annotated[WireStr, Field(min_length=1, max_length=200)]
+Name = Annotated[WireStr, Field(min_length=1, max_length=ID_MAX)]
+RequestId = Annotated[Name, AfterValidator(_not_reserved)]
 Quality = Literal["fast", "balanced", "quality"]
 MAX_TARGETS = 8
 MAX_GLOSSARY_TERMS = 200
@@ -45,9 +75,9 @@ MAX_GLOSSARY_TERMS = 200
 class TranslateOptions(_Frame):
     """The fields a translation request carries, over WebSocket and over HTTP alike."""
 
-    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
-    text: str
-    source: Annotated[str, Field(pattern=LANG_PATTERN + "|^auto$")] | None = None
+    id: RequestId | None = None
+    text: WireStr
+    source: Annotated[WireStr, Field(pattern=LANG_PATTERN + "|^auto$")] | None = None
     target: Lang | None = None
     targets: Annotated[list[Lang], Field(min_length=1, max_length=MAX_TARGETS)] | None = None
     stream: bool = True
@@ -55,13 +85,13 @@ class TranslateOptions(_Frame):
     granularity: Granularity = "token"
     max_delay_ms: Annotated[int, Field(ge=0, le=10_000)] = DEFAULT_MAX_DELAY_MS
     split: bool = True
-    session: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
+    session: Name | None = None
     glossary: Annotated[dict[Term, Term], Field(max_length=MAX_GLOSSARY_TERMS)] | None = None
-    glossary_id: Annotated[str, Field(min_length=1, max_length=ID_MAX)] | None = None
+    glossary_id: Name | None = None
     # "html": translate the text nodes of an HTML fragment, keep the markup byte for byte.
     format: Literal["text", "html"] = "text"
     # Surrounding text that helps the model (not translated); profiles with context only.
-    context: Annotated[str, Field(max_length=4000)] | None = None
+    context: Annotated[WireStr, Field(max_length=4000)] | None = None
     quality: Quality | None = None
 
     @model_validator(mode="after")
@@ -79,7 +109,7 @@ class TranslateOptions(_Frame):
 
 class AuthFrame(_Frame):
     type: Literal["auth"]
-    api_key: Annotated[str, Field(max_length=512)]
+    api_key: Annotated[WireStr, Field(max_length=512)]
 
 
 class TranslateFrame(TranslateOptions):
@@ -96,7 +126,7 @@ class UpdateFrame(TranslateOptions):
 
 class CancelFrame(_Frame):
     type: Literal["cancel"]
-    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+    id: Name
 
 
 class PingFrame(_Frame):
@@ -155,7 +185,7 @@ def parse_client_frame(data: str | bytes) -> AnyClientFrame:
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
     raw_id = obj.get("id")
-    rid = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= ID_MAX else None
+    rid = _echo_id(raw_id)
     kind = obj.get("type")
     if kind not in CLIENT_TYPES:
         raise ProtocolError(
@@ -175,7 +205,7 @@ def parse_translate_body(obj: Any) -> TranslateOptions:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "body must be a JSON object")
     obj = {k: v for k, v in obj.items() if k != "type"}
     raw_id = obj.get("id")
-    rid = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= ID_MAX else None
+    rid = _echo_id(raw_id)
     try:
         return TranslateOptions.model_validate(obj)
     except ValidationError as exc:
@@ -183,9 +213,25 @@ def parse_translate_body(obj: Any) -> TranslateOptions:
                             rid) from None
 
 
+def _echo_id(raw: Any) -> str | None:
+    """A client's id, if it is fit to be echoed in an error frame."""
+    if not isinstance(raw, str) or not 0 < len(raw) <= ID_MAX:
+        return None
+    try:
+        return _valid_unicode(raw)
+    except ValueError:
+        return None
+
+
 def encode(frame: Any) -> str:
-    """Serialise a server frame as compact JSON (UTF-8 text, not ASCII-escaped)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """Serialise a server frame as compact JSON (UTF-8 text, not ASCII-escaped). A string that
+    is not valid Unicode is escaped rather than left to break the socket's UTF-8 encoding."""
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(frame, separators=(",", ":"))
+    return text
 
 
 def ready(model: str, languages: list[str], auth: bool) -> ReadyFrame:

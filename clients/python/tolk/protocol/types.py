@@ -6,6 +6,8 @@ from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
 PROTOCOL_VERSION = 1
+# Ids the server assigns (`srv-N`); client ids must not start with it.
+SERVER_ID_PREFIX = "srv-"
 
 # How streamed text is cut into frames (the chunker itself is server code).
 Granularity = Literal["token", "word", "segment"]
