@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tolk.protocol import ErrorCode, Limit, ProtocolError
 
-from .auth import Principal
+from .auth import ANONYMOUS, Principal
 from .config import Settings
 from .keystore import KeyLimits
 from .metrics import Metrics
@@ -74,7 +74,7 @@ class KeyLimiter:
 class Ticket:
     """What an admitted request holds until `Admission.release`."""
 
-    key_id: str
+    key_id: str | None  # None: no API key (keys are not configured)
     slots: int
     released: bool = False
 
@@ -102,13 +102,16 @@ class Admission:
         if self.inflight + slots > s.max_inflight_total:
             raise ProtocolError(ErrorCode.OVERLOADED, "server is at capacity; retry shortly", rid,
                                 limit=Limit.SERVER_CAPACITY, retry_after=1)
-        limits = who.limits
-        if limits.concurrent_streams is None:
-            limits = limits.model_copy(update={"concurrent_streams": s.max_inflight_per_key})
-        self.keys.acquire(who.key_id, limits, chars, rid)
+        key_id: str | None = None
+        if who is not ANONYMOUS:  # without keys, only the server's limits apply
+            limits = who.limits
+            if limits.concurrent_streams is None:
+                limits = limits.model_copy(update={"concurrent_streams": s.max_inflight_per_key})
+            self.keys.acquire(who.key_id, limits, chars, rid)
+            key_id = who.key_id
         self.inflight += slots
         self.metrics.inflight.inc(slots)
-        return Ticket(who.key_id, slots)
+        return Ticket(key_id, slots)
 
     def release(self, ticket: Ticket) -> None:
         """Give back what `admit` took (idempotent)."""
@@ -117,4 +120,5 @@ class Admission:
         ticket.released = True
         self.inflight -= ticket.slots
         self.metrics.inflight.dec(ticket.slots)
-        self.keys.release(ticket.key_id)
+        if ticket.key_id is not None:
+            self.keys.release(ticket.key_id)

@@ -125,6 +125,7 @@ def create_app(
             "`/languages`) and DeepL v2 (`/v2/...`) APIs on the same keys and models."
         ),
         docs_url=None,
+        openapi_url=None,  # served by http_routes (behind a key, unless --public-docs)
         redoc_url=None,
         lifespan=lifespan,
     )

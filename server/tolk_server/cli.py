@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, help="largest HTTP request body")
     serve.add_argument("--insecure-no-auth", action="store_true", default=None,
                        help="allow a non-loopback host without API keys (logs a warning)")
+    serve.add_argument("--public-metrics", action="store_true", default=None,
+                       help="with API keys, serve /metrics without a key")
+    serve.add_argument("--public-docs", action="store_true", default=None,
+                       help="with API keys, serve /docs and /openapi.json without a key")
     serve.add_argument("--drain-timeout", dest="drain_timeout_s", type=float,
                        help="seconds in-flight requests get to finish on SIGTERM")
     serve.add_argument("--ssl-certfile", help="TLS certificate (serves wss:// and https://)")

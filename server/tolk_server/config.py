@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     insecure_no_auth: bool = False
+    public_metrics: bool = Field(False, description=(
+        "With API keys configured, serve /metrics without a key (default: a key is needed)."))
+    public_docs: bool = Field(False, description=(
+        "With API keys configured, serve /docs and /openapi.json without a key "
+        "(default: a key is needed)."))
     fake_token_delay_ms: float = Field(0.0, ge=0, description="Engine double only.")
 
     # Streaming features

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tolk.protocol import (
     KEY_LIMITS,
@@ -110,6 +110,8 @@ async def translate(request: Request) -> Response:
         except ValueError as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST,
                                 f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "body is nested too deeply") from None
         sse = "text/event-stream" in request.headers.get("accept", "")
         if isinstance(body, dict):  # an explicit `stream` wins over the Accept header
             sse = body.get("stream") is True or (sse and body.get("stream") is not False)
@@ -181,15 +183,37 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": detail, "models": models}, status_code=503)
 
 
+def _guard(request: Request, public: bool) -> JSONResponse | None:
+    """With API keys configured, operator endpoints need one unless the operator opened them
+    (`--public-metrics`, `--public-docs`)."""
+    st = _state(request)
+    if public or not st.auth.enabled:
+        return None
+    if st.auth.authenticate(bearer(request.headers.get("authorization"))) is None:
+        return error_response(ProtocolError(ErrorCode.UNAUTHORIZED, "missing or invalid API key"))
+    return None
+
+
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     st = _state(request)
+    if (refused := _guard(request, st.settings.public_metrics)) is not None:
+        return refused
     st.metrics.engine_running.set(sum(m.engine.running() for m in st.models.default))
     return Response(st.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> Response:
+    if (refused := _guard(request, _state(request).settings.public_docs)) is not None:
+        return refused
+    return JSONResponse(request.app.openapi())
+
+
 @router.get("/docs", include_in_schema=False)
-async def docs() -> HTMLResponse:
+async def docs(request: Request) -> Response:
+    if (refused := _guard(request, _state(request).settings.public_docs)) is not None:
+        return refused
     return get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="tolk API",

@@ -320,11 +320,15 @@ class Connection:
 
 async def stream_endpoint(ws: WebSocket) -> None:
     state: ServerState = ws.app.state.tolk  # Origin and Host: checked by origin.py
+    # Refusals after the handshake, so that clients see the documented close codes (a close
+    # before `accept` would be an HTTP 403).
     if state.draining:
-        await ws.close(SERVICE_RESTART)
+        await ws.accept()
+        await ws.close(SERVICE_RESTART, "the server is shutting down")
         return
     if len(state.connections) >= state.settings.max_connections:
-        await ws.close(TRY_AGAIN_LATER)
+        await ws.accept()
+        await ws.close(TRY_AGAIN_LATER, "too many connections")
         return
     await ws.accept()
     await Connection(ws, state).serve()
