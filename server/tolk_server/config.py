@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
     auth_timeout_s: float = Field(10.0, gt=0)
     send_queue_frames: int = Field(4096, ge=16)
+    send_stall_s: float = Field(10.0, gt=0, description=(
+        "A connection whose send queue has had no room, or whose socket write has not "
+        "finished, for this long is closed (4001) and its requests are cancelled."))
     max_connections: int = Field(4096, ge=1)
     max_inflight_per_key: int = Field(256, ge=1)
     drain_timeout_s: float = Field(30.0, ge=0)

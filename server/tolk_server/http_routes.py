@@ -42,6 +42,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.OVERLOADED: 503,
     ErrorCode.ENGINE_ERROR: 502,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.SHUTTING_DOWN: 503,
 }
 
 

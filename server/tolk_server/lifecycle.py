@@ -31,8 +31,9 @@ async def drain(state: ServerState, timeout_s: float) -> None:
         await asyncio.sleep(0.05)
     if state.admission.inflight:
         log.warning("drain timeout: %d request(s) still in flight", state.admission.inflight)
-    await asyncio.gather(*(c.close(SERVICE_RESTART) for c in list(state.connections)),
-                         return_exceptions=True)
+    # Requests still running get a terminal `shutting_down` frame before the 1012 close.
+    await asyncio.gather(*(c.shut_down("the server is shutting down; retry")
+                           for c in list(state.connections)), return_exceptions=True)
 
 
 async def watch_engine(state: ServerState, period_s: float = 0.2) -> None:

@@ -18,6 +18,7 @@ from tolk.protocol import (
     AudioStartFrame,
     AuthFrame,
     CancelFrame,
+    CloseCode,
     ErrorCode,
     ErrorFrame,
     Limit,
@@ -38,15 +39,16 @@ from tolk.protocol import (
 from .audio.stream import AudioPort
 from .auth import Principal, bearer
 from .live.session import LiveSession
+from .outbox import Outbox, Stalled
 from .pipeline import Run
 from .sessions import SessionStore
 from .state import ServerState
 from .transport import abort_connection
 
 log = logging.getLogger("tolk.ws")
-POLICY_VIOLATION = 1008
-SERVICE_RESTART = 1012
-TRY_AGAIN_LATER = 1013
+POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
+SERVICE_RESTART = CloseCode.SERVICE_RESTART
+TRY_AGAIN_LATER = CloseCode.TRY_AGAIN_LATER
 FLUSH_TIMEOUT_S = 2.0  # queued frames get this long to reach the peer before a close
 CLOSE_TIMEOUT_S = 2.0  # then the close frame; a peer that does not read is aborted
 
@@ -64,56 +66,97 @@ class Connection:
         self.principal: Principal | None = None
         self.requests: RequestTable[asyncio.Task[None]] = RequestTable()
         self.live: dict[str, LiveSession] = {}  # the live requests among them
-        self.out: asyncio.Queue[ServerFrame | None] = asyncio.Queue(
-            state.settings.send_queue_frames
-        )
+        self.out = Outbox(state.settings.send_queue_frames, state.settings.send_stall_s)
         self.closing = False
         self._drained = asyncio.Event()
+        self._aborted = False  # frames cannot be delivered: see `_abort_now`
+        self._closer: asyncio.Task[None] | None = None
         s = state.settings
         self.sessions = SessionStore(s.session_max, s.session_turns, s.session_ttl_s)
-        self.audio = AudioPort(state, self.send, lambda: self.principal, self.sessions)
+        self.audio = AudioPort(state, self._send_or_drop, lambda: self.principal, self.sessions)
 
     async def serve(self) -> None:
+        """Read until the peer leaves. A connection that cannot deliver (a stalled send queue,
+        a failed write) is aborted at once: every request is cancelled and its slots released,
+        whatever the reader is doing, and the socket is closed with 4001 (or dropped)."""
         metrics = self.state.metrics
         metrics.connections.inc()
         self.state.connections.add(self)
         writer = asyncio.create_task(self._writer())
         try:
-            self.principal = await self._authenticate()
-            if self.principal is None:
-                return
-            await self.state.engine_ready.wait()
-            hello = ready(self.state.model_name, self.state.pipeline.languages,
-                          self.state.auth.enabled)
-            if len(self.state.models.models) > 1:  # name the models and what each serves
-                hello["models"] = [{k: d[k] for k in ("name", "languages", "routed_for")}
-                                   for d in self.state.models.describe()]
-            await self.send(hello)
-            while True:
-                text = await self._receive()
-                if text is None:
-                    continue
-                try:
-                    frame = parse_client_frame(text)
-                except ProtocolError as exc:
-                    await self.send_error(exc)
-                    continue
-                await self._dispatch(frame)
-        except _Closed:
+            await self._read()
+        except (_Closed, Stalled):
             pass
         finally:
             self.closing = True
             self.audio.abort()
-            tasks = [entry.value for _, entry in self.requests.items()]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await self._cancel_all()
+            if self._closer is not None:
+                with contextlib.suppress(BaseException):
+                    await self._closer
             writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
             self.state.connections.discard(self)
             metrics.connections.dec()
+
+    async def _read(self) -> None:
+        self.principal = await self._authenticate()
+        if self.principal is None:
+            return
+        await self.state.engine_ready.wait()
+        hello = ready(self.state.model_name, self.state.pipeline.languages,
+                      self.state.auth.enabled)
+        if len(self.state.models.models) > 1:  # name the models and what each serves
+            hello["models"] = [{k: d[k] for k in ("name", "languages", "routed_for")}
+                               for d in self.state.models.describe()]
+        await self.send(hello)
+        while not self._aborted:
+            text = await self._receive()
+            if text is None or self._aborted:
+                continue
+            try:
+                frame = parse_client_frame(text)
+            except ProtocolError as exc:
+                await self.send_error(exc)
+                continue
+            await self._dispatch(frame)
+
+    def _abort_now(self, why: str) -> None:
+        """Frames cannot be delivered: cancel every request now, and close with 4001."""
+        if self._aborted:
+            return
+        self._aborted = True
+        self.closing = True
+        log.warning("aborting a connection (%s; %d frames queued)", why, self.out.qsize())
+        self.audio.abort()
+        for _, entry in self.requests.items():
+            entry.value.cancel()
+        self._closer = asyncio.create_task(self._close_undeliverable())
+
+    async def _close_undeliverable(self) -> None:
+        try:
+            await asyncio.wait_for(self.ws.close(CloseCode.UNDELIVERABLE), CLOSE_TIMEOUT_S)
+        except TimeoutError:  # the peer is not reading: drop it (and its buffer) at once
+            abort_connection(self.ws.scope)
+        except Exception:
+            pass
+
+    async def _cancel_all(self) -> None:
+        tasks = [entry.value for _, entry in self.requests.items()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def shut_down(self, message: str) -> None:
+        """The drain deadline: end every request with `shutting_down`, then close 1012."""
+        for rid in self.requests:
+            for frame in self.state.pipeline.end(
+                    self.requests.end_open(rid, ErrorCode.SHUTTING_DOWN, message)):
+                self.out.put_now(frame)
+        await self._cancel_all()
+        await self.close(SERVICE_RESTART)
 
     async def _authenticate(self) -> Principal | None:
         auth = self.state.auth
@@ -150,8 +193,7 @@ class Connection:
 
     async def close(self, close_code: int) -> None:
         """Flush queued frames, then close the socket."""
-        with contextlib.suppress(asyncio.QueueFull):
-            self.out.put_nowait(None)
+        self.out.put_now(None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drained.wait(), FLUSH_TIMEOUT_S)
         self.closing = True
@@ -265,8 +307,7 @@ class Connection:
         self.live.pop(run.id, None)
         if entry.cancel_requested and not self.closing:
             for frame in self._cancelled(run.id):
-                with contextlib.suppress(asyncio.QueueFull):
-                    self.out.put_nowait(frame)
+                self.out.put_now(frame)
         self.requests.close(run.id)
 
     def _cancelled(self, rid: str) -> list[ErrorFrame]:
@@ -282,6 +323,8 @@ class Connection:
                 async for frame in frames:
                     if self.requests.observe(frame) is not Route.DROP:
                         await self.send(frame)
+        except Stalled:
+            pass  # the connection is being torn down
         except asyncio.CancelledError:
             entry = self.requests.get(rid)
             if entry is not None and entry.cancel_requested and not self.closing:
@@ -294,8 +337,19 @@ class Connection:
                 self.live.pop(rid, None)
 
     async def send(self, frame: ServerFrame) -> None:
-        if not self.closing:
+        """Queue a frame for the writer (see `Outbox`); a stalled queue aborts the connection."""
+        if self.closing:
+            return
+        try:
             await self.out.put(frame)
+        except Stalled as exc:
+            self._abort_now(str(exc))
+            raise
+
+    async def _send_or_drop(self, frame: ServerFrame) -> None:
+        """`send` for senders that need not stop when the connection is aborted."""
+        with contextlib.suppress(Stalled):
+            await self.send(frame)
 
     async def send_error(self, exc: ProtocolError, counted: bool = False) -> None:
         """Send the `error` frame for `exc` (counting it unless the pipeline did)."""
@@ -312,23 +366,19 @@ class Connection:
                 if frame is None:
                     break
                 await self.ws.send_text(encode(frame))
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self.closing = True
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._abort_now(f"write failed: {type(exc).__name__}")
         finally:
             self._drained.set()
 
 
 async def stream_endpoint(ws: WebSocket) -> None:
     state: ServerState = ws.app.state.tolk  # Origin and Host: checked by origin.py
-    # Refusals after the handshake, so that clients see the documented close codes (a close
-    # before `accept` would be an HTTP 403).
     if state.draining:
-        await ws.accept()
-        await ws.close(SERVICE_RESTART, "the server is shutting down")
+        await ws.close(SERVICE_RESTART)
         return
     if len(state.connections) >= state.settings.max_connections:
-        await ws.accept()
-        await ws.close(TRY_AGAIN_LATER, "too many connections")
+        await ws.close(TRY_AGAIN_LATER)
         return
     await ws.accept()
     await Connection(ws, state).serve()

@@ -17,10 +17,12 @@ from ._exceptions import (
     ConnectionError,
     TolkError,
     TranslationError,
+    UndeliverableError,
     error_from_frame,
 )
 from ._transport import Transport, TransportClosed, TransportConnectError, WireConnection
 from .protocol.requests import Entry, RequestTable, Route
+from .protocol.types import CloseCode
 
 log = logging.getLogger("tolk")
 
@@ -249,7 +251,7 @@ class Connection:
                     continue
                 self._route(wire, frame)
         except TransportClosed as exc:
-            self._drop(wire, ConnectionError(f"connection lost: {exc}"))
+            self._drop(wire, _closed_error(exc))
         except Exception as exc:  # a broken transport: treat like a drop
             self._drop(wire, ConnectionError(f"connection lost: {type(exc).__name__}: {exc}"))
 
@@ -339,6 +341,14 @@ class Connection:
         tasks = [t for t in (self._connecting, *self._background) if t is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.timeout.connect or 5.0)
+
+
+def _closed_error(exc: TransportClosed) -> ConnectionError:
+    """The typed error for a closed connection (by the server's close code)."""
+    if exc.code == CloseCode.UNDELIVERABLE:
+        return UndeliverableError(f"the server could not deliver frames and closed the "
+                                  f"connection; requests in flight were cancelled ({exc})")
+    return ConnectionError(f"connection lost: {exc}")
 
 
 def _consume_exception(task: asyncio.Task[Any]) -> None:

@@ -2,6 +2,9 @@
 
     TolkError                        base of everything below
     ├── ConnectionError              cannot connect, or the connection dropped
+    │   └── UndeliverableError       the server closed the connection because it could not
+    │                                deliver frames (the client did not read); requests were
+    │                                cancelled (close code 4001)
     ├── RequestTimeout               a request outlived its timeout (also a builtin TimeoutError)
     └── TranslationError             the server answered with an `error` frame; `.code`
         ├── BadRequestError          bad_request (also raised locally for an invalid request)
@@ -13,6 +16,7 @@
         ├── OverloadedError          overloaded (retry later)
         ├── EngineError              engine_error
         ├── RequestExpired           expired (an idle live request)
+        ├── ShuttingDownError        shutting_down (the server drained; retry elsewhere)
         └── InternalServerError      internal
 
 `ConnectionError` shadows the builtin of the same name on purpose: inside `tolk` it is the
@@ -38,9 +42,11 @@ __all__ = [
     "RequestExpired",
     "RequestTimeout",
     "RequestTooLargeError",
+    "ShuttingDownError",
     "TolkConnectionError",
     "TolkError",
     "TranslationError",
+    "UndeliverableError",
     "UnsupportedLanguageError",
     "error_from_frame",
 ]
@@ -61,6 +67,11 @@ class ConnectionError(TolkError):
 
 
 TolkConnectionError = ConnectionError
+
+
+class UndeliverableError(ConnectionError):
+    """The server could not deliver this connection's frames (the client stopped reading) and
+    closed it with code 4001; the requests in flight were cancelled on the server."""
 
 
 class RequestTimeout(TolkError, builtins.TimeoutError):
@@ -124,6 +135,10 @@ class InternalServerError(TranslationError):
     default_code = "internal"
 
 
+class ShuttingDownError(TranslationError):
+    default_code = "shutting_down"
+
+
 _BY_CODE: dict[str, type[TranslationError]] = {
     cls.default_code: cls
     for cls in (
@@ -137,6 +152,7 @@ _BY_CODE: dict[str, type[TranslationError]] = {
         EngineError,
         RequestExpired,
         InternalServerError,
+        ShuttingDownError,
     )
 }
 

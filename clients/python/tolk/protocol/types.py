@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
 PROTOCOL_VERSION = 1
@@ -29,6 +29,17 @@ class ErrorCode(StrEnum):
     ENGINE_ERROR = "engine_error"
     EXPIRED = "expired"  # an idle live request
     INTERNAL = "internal"
+    SHUTTING_DOWN = "shutting_down"  # the drain deadline passed with the request still running
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses."""
+
+    POLICY_VIOLATION = 1008  # authentication failed or timed out
+    SERVICE_RESTART = 1012  # draining: reconnect (to another replica)
+    TRY_AGAIN_LATER = 1013  # the connection cap
+    UNDELIVERABLE = 4001  # frames could not be delivered (the client did not read): its
+    # requests were cancelled and it gets no terminal frame for them
 
 
 ERROR_CODES: tuple[ErrorCode, ...] = tuple(ErrorCode)
