@@ -230,3 +230,30 @@ def test_deep_json_srv_ids_close_codes_and_operator_endpoints() -> None:
     for path in ("/metrics", "/docs", "/openapi.json"):
         assert opened.get(path).status_code == 200, path
     _served(c, auth)
+
+
+async def test_sdk_maps_undeliverable_and_shutting_down_to_typed_errors() -> None:
+    """Item 4: close 4001 and the `shutting_down` code reach Python callers as typed errors."""
+    import tolk
+    from tolk import AsyncClient, MockServerConnection, MockTransport
+
+    ready = {"type": "ready", "protocol": 1, "model": "m", "languages": ["en", "fi"],
+             "auth": False}
+
+    async def handler(conn: MockServerConnection) -> None:
+        await conn.send(ready)
+        f = await conn.receive()
+        assert f is not None
+        if f["text"] == "drain":
+            await conn.send({"type": "error", "id": f["id"], "code": "shutting_down",
+                             "message": "bye"})
+            await conn.receive()
+        else:
+            await conn.close(4001)
+
+    async with AsyncClient("ws://mock", transport=MockTransport(handler)) as c:
+        with pytest.raises(tolk.UndeliverableError):
+            await asyncio.wait_for(c.translate("x", target="fi"), 10)
+        with pytest.raises(tolk.ShuttingDownError):
+            await asyncio.wait_for(c.translate("drain", target="fi"), 10)
+    assert issubclass(tolk.UndeliverableError, tolk.ConnectionError)

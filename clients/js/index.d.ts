@@ -1,6 +1,8 @@
 // Types for @tolk/client — the tolk translation server client, protocol v1 (`/v1/stream`).
 
 export declare const PROTOCOL_VERSION: 1;
+/** Close code: frames could not be delivered; requests in flight fail with code 'undeliverable'. */
+export declare const CLOSE_UNDELIVERABLE: 4001;
 /** The frames that end a request. */
 export declare const TERMINAL_TYPES: readonly ["complete", "error"];
 

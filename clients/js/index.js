@@ -25,6 +25,9 @@ export const TERMINAL_TYPES = Object.freeze(['complete', 'error']);
 const OPEN = 1; // WebSocket.OPEN
 const NORMAL_CLOSURE = 1000;
 const POLICY_VIOLATION = 1008;
+/** Close code: the server could not deliver frames (this client did not read) and cancelled
+ * the requests in flight; they fail with a `TolkConnectionError` of code 'undeliverable'. */
+export const CLOSE_UNDELIVERABLE = 4001;
 
 /** Any error the client reports. `code` is a protocol error code or a client-side one. */
 export class TolkError extends Error {
@@ -470,8 +473,11 @@ export class TolkClient {
     for (const req of [...this._requests.values()]) {
       if (req._conn !== ws) continue; // not sent yet: it waits for the next connection
       this._requests.delete(req.id);
-      req._fail(new TolkConnectionError('connection_lost',
-        `the connection closed while request ${req.id} was in flight (code ${code})`, { id: req.id }));
+      req._fail(code === CLOSE_UNDELIVERABLE
+        ? new TolkConnectionError('undeliverable',
+          `the server could not deliver request ${req.id}'s frames and cancelled it (code ${code})`, { id: req.id })
+        : new TolkConnectionError('connection_lost',
+          `the connection closed while request ${req.id} was in flight (code ${code})`, { id: req.id }));
     }
     const pongs = this._pongs.splice(0);
     for (const p of pongs) p.reject(new TolkConnectionError('connection_lost', 'the connection closed'));

@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, help="largest HTTP request body")
     serve.add_argument("--insecure-no-auth", action="store_true", default=None,
                        help="allow a non-loopback host without API keys (logs a warning)")
+    serve.add_argument("--send-stall-s", type=float,
+                       help="close a connection that has not read its frames for this long")
     serve.add_argument("--public-metrics", action="store_true", default=None,
                        help="with API keys, serve /metrics without a key")
     serve.add_argument("--public-docs", action="store_true", default=None,
