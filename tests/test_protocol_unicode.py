@@ -14,7 +14,7 @@ from tolk.protocol import ErrorCode, ProtocolError, encode, parse_client_frame, 
 VALID: dict[str, dict[str, Any]] = {
     "translate": {"type": "translate", "id": "r1", "text": "hello", "source": "en",
                   "target": "fi", "session": "s1", "glossary_id": "g1",
-                  "glossary": {"cat": "kissa"}},
+                  "glossary": {"cat": "kissa"}, "context": "earlier text"},
     "translate_targets": {"type": "translate", "id": "r1", "text": "hello", "targets": ["fi"]},
     "auth": {"type": "auth", "api_key": "k"},
     "cancel": {"type": "cancel", "id": "r1"},
@@ -23,6 +23,7 @@ VALID: dict[str, dict[str, Any]] = {
 FIELDS = [("translate", ("id",)), ("translate", ("text",)), ("translate", ("source",)),
           ("translate", ("target",)), ("translate", ("session",)),
           ("translate", ("glossary_id",)), ("translate", ("glossary", "cat")),
+          ("translate", ("context",)),
           ("translate", ("glossary", None)), ("translate_targets", ("targets", 0)),
           ("auth", ("api_key",)), ("cancel", ("id",))]
 
