@@ -24,7 +24,7 @@ from tolk_server.config import Settings
 from tolk_server.echo_engine import EchoEngine
 from tolk_server.lifecycle import drain
 
-LONG = " ".join(f"w{i}" for i in range(1300))  # ~4,000 characters
+LONG = " ".join(f"w{i}" for i in range(700))[:3990]  # just under the 4,000-character limit
 KEYS = {"a": "key-a-0123456789", "b": "key-b-0123456789"}
 
 
@@ -84,18 +84,16 @@ async def test_stuck_readers_are_torn_down_and_release_every_slot(
                                       "source": "en", "target": "fi", "split": False,
                                       "max_tokens": 4000, "stream": i % 2 == 0}))
         await asyncio.sleep(2.5)  # read nothing: the server gives up after 1 s without room
-        for _ in range(100):
-            await ws.ping()
+        for _ in range(100):  # protocol pings: the reader must not block on their pongs
+            await ws.send('{"type":"ping"}')
         stuck.append(ws)
-    # while the stuck sockets are still open: nothing runs in the engine, no slot is held
+    for ws in stuck:
+        ws.transport.abort()  # reset
     async with httpx.AsyncClient(timeout=10) as http:
         deadline = time.monotonic() + 10
         while _inflight((await http.get(f"{url}/metrics")).text) != 0 or engine._running:
             assert time.monotonic() < deadline, "slots or engine requests still held"
             await asyncio.sleep(0.05)
-    await _bystander(url, KEYS["a"])
-    for ws in stuck:
-        ws.transport.abort()  # reset
     await _bystander(url, KEYS["b"])  # another key is not starved
     await _bystander(url, KEYS["a"])  # nor is the attacker's own key, afterwards
 
@@ -128,6 +126,52 @@ async def test_cancel_while_the_send_queue_is_full_ends_each_request_once(
             assert frame.get("about") == "cancel" or frame["id"] not in ends, frame
         assert set(ends) == set(ids) and set(ends.values()) == {1}, ends
     await _bystander(url, KEYS["a"])
+
+
+async def test_a_peer_that_never_reads_is_aborted_while_its_socket_stays_open() -> None:
+    """Item 1, deterministic: the ASGI `send` of this connection never returns after the first
+    frames (a peer that reads nothing, buffers full). Within `send_stall_s` every request is
+    cancelled in the engine and every slot released, though the reader sees no disconnect."""
+    engine = EchoEngine(token_delay_s=0.001)
+    app = create_app(Settings(engine="fake", send_queue_frames=16, send_stall_s=0.5),
+                     engine=engine, profile=TINY_PROFILE)
+    st = app.state.tolk
+    await engine.start()
+    st.engine_ready.set()
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    closes: list[int] = []
+    sent = 0
+
+    async def send(msg: dict[str, Any]) -> None:
+        nonlocal sent
+        if msg["type"] == "websocket.close":
+            closes.append(msg.get("code", 1000))
+        if msg["type"] in ("websocket.send", "websocket.close"):
+            sent += 1
+            if sent > 20:
+                await asyncio.Event().wait()  # the peer's buffers are full: never returns
+
+    scope = {"type": "websocket", "path": "/v1/stream", "headers": [], "query_string": b"",
+             "scheme": "ws", "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
+             "subprotocols": [], "asgi": {"version": "3.0"}, "app": app}
+    inbox.put_nowait({"type": "websocket.connect"})
+    for i in range(64):
+        inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(
+            {"type": "translate", "id": f"n{i}", "text": LONG, "source": "en", "target": "fi",
+             "split": False, "max_tokens": 4000})})
+    for _ in range(100):
+        inbox.put_nowait({"type": "websocket.receive", "text": '{"type":"ping"}'})
+    task = asyncio.create_task(app(scope, inbox.get, send))
+    try:
+        deadline = time.monotonic() + 10
+        while st.admission.inflight or engine._running or sent < 20:
+            assert time.monotonic() < deadline, (st.admission.inflight, len(engine._running))
+            await asyncio.sleep(0.05)
+        assert closes == [4001]  # the close that says why (it cannot be delivered either)
+    finally:
+        inbox.put_nowait({"type": "websocket.disconnect", "code": 1006})
+        await asyncio.wait_for(task, 10)
+    assert st.connections == set()
 
 
 # -- the rest needs no real sockets ---------------------------------------------------------

@@ -1,8 +1,9 @@
 """The frames waiting for one WebSocket connection's writer, with bounds that cannot deadlock.
 
 - A non-terminal frame (start, token, segment, pong, an error reply) waits for room, at most
-  `limit` frames queued, and for at most `stall_s`: a peer that reads nothing for that long
-  raises `Stalled`, and the connection is torn down.
+  `limit` frames queued. If the writer takes no frame for `stall_s` while a sender waits (the
+  peer reads nothing), the sender gets `Stalled` and the connection is torn down. A slow
+  reader that keeps taking frames is never torn down, however full its queue.
 - A terminal frame (`complete` / `error`) never waits: there is at most one per request and
   target (the request table drops any other), so the queue stays bounded, and a cancel or an
   end is never lost behind a full queue.
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from tolk.protocol import TERMINAL_TYPES, ServerFrame
 
@@ -24,8 +26,9 @@ class Outbox:
         self.limit = limit
         self.stall_s = stall_s
         self._queue: asyncio.Queue[ServerFrame | None] = asyncio.Queue()  # bounded by `put`
-        self._room = asyncio.Condition()
-        self._waiting = 0
+        self._room = asyncio.Event()  # set when the queue has room (no lock: cancel-safe)
+        self._room.set()
+        self._progress = 0.0  # loop time the writer last took a frame
 
     def qsize(self) -> int:
         return self._queue.qsize()
@@ -39,20 +42,20 @@ class Outbox:
         if frame["type"] in TERMINAL_TYPES or self._queue.qsize() < self.limit:
             self._queue.put_nowait(frame)
             return
-        self._waiting += 1
-        try:
-            async with self._room:
-                await asyncio.wait_for(
-                    self._room.wait_for(lambda: self._queue.qsize() < self.limit), self.stall_s)
-        except TimeoutError:
-            raise Stalled(f"no room in the send queue for {self.stall_s} s") from None
-        finally:
-            self._waiting -= 1
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while self._queue.qsize() >= self.limit:
+            idle = loop.time() - max(since, self._progress)
+            if idle >= self.stall_s:
+                raise Stalled(f"the peer took no frame for {self.stall_s} s")
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), self.stall_s - idle)
         self._queue.put_nowait(frame)
 
     async def get(self) -> ServerFrame | None:
         frame = await self._queue.get()
-        if self._waiting:
-            async with self._room:
-                self._room.notify_all()
+        self._progress = asyncio.get_running_loop().time()
+        if self._queue.qsize() < self.limit:
+            self._room.set()
         return frame

@@ -360,6 +360,8 @@ class Connection:
         await self.send(frame)
 
     async def _writer(self) -> None:
+        """Send queued frames. A write that does not finish holds up the queue: senders then
+        find no progress for `send_stall_s` and abort the connection (see `Outbox`)."""
         try:
             while True:
                 frame = await self.out.get()
