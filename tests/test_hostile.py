@@ -151,7 +151,8 @@ async def test_a_peer_that_never_reads_is_aborted_while_its_socket_stays_open() 
             if sent > 20:
                 await asyncio.Event().wait()  # the peer's buffers are full: never returns
 
-    scope = {"type": "websocket", "path": "/v1/stream", "headers": [], "query_string": b"",
+    scope = {"type": "websocket", "path": "/v1/stream", "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1:8000")],
              "scheme": "ws", "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
              "subprotocols": [], "asgi": {"version": "3.0"}, "app": app}
     inbox.put_nowait({"type": "websocket.connect"})
@@ -250,7 +251,8 @@ def test_deep_json_srv_ids_close_codes_and_operator_endpoints() -> None:
     the handshake; /metrics and /docs need a key unless opened."""
     c = _client(max_connections=1, api_keys=["k1"])
     auth = {"Authorization": "Bearer k1"}
-    r = c.post("/v1/translate", content=b"[" * 100_000, headers=auth)
+    r = c.post("/v1/translate", content=b"[" * 100_000,
+               headers={**auth, "content-type": "application/json"})
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
     with c.websocket_connect("/v1/stream", headers=auth) as ws:
         assert ws.receive_json()["type"] == "ready"

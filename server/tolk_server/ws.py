@@ -377,10 +377,12 @@ class Connection:
 async def stream_endpoint(ws: WebSocket) -> None:
     state: ServerState = ws.app.state.tolk  # Origin and Host: checked by origin.py
     if state.draining:
-        await ws.close(SERVICE_RESTART)
+        await ws.accept()
+        await ws.close(SERVICE_RESTART, "the server is shutting down")
         return
     if len(state.connections) >= state.settings.max_connections:
-        await ws.close(TRY_AGAIN_LATER)
+        await ws.accept()
+        await ws.close(TRY_AGAIN_LATER, "too many connections")
         return
     await ws.accept()
     await Connection(ws, state).serve()
