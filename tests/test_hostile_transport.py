@@ -67,7 +67,7 @@ def bystander(server: str) -> Iterator[Callable[[], None]]:
             assert r.status_code == 200, (r.status_code, r.headers, r.text[:200])
             assert r.json()["type"] == "complete"
             deadline = time.monotonic() + 5
-            while "tolk_inflight_requests 0.0" not in c.get("/metrics").text:
+            while "tolk_inflight_requests 0.0" not in c.get("/metrics", headers=JSON).text:
                 assert time.monotonic() < deadline, "in-flight gauge not back at 0"
                 time.sleep(0.05)
         grown = (psutil.Process().memory_info().rss - rss0) / MB
