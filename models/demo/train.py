@@ -95,8 +95,11 @@ class Config:
     # step-phase3_start export, training starts from them (init_from_export).
     phase3_start: int = 40000
     init_from_export: bool = True
-    phase3_total_steps: int = 56000  # cosine horizon of phase 3 (total_steps is raised to it)
-    phase3_rewarm: tuple = (200, 5.0e-4)  # (warm steps, peak LR); cosine to lr * min_lr_ratio
+    phase3_total_steps: int = 43000  # phase 3 stops here (total_steps is raised to it)
+    # The shared CPU's speed is unknown in advance, so (as in phase 1) the cosine horizon may be
+    # extended while training: from step `start` on, the cosine decays towards `total`.
+    phase3_segments: tuple = ((40000, 43000),)
+    phase3_rewarm: tuple = (200, 3.0e-4)  # (warm steps, peak LR); cosine to lr * min_lr_ratio
     phase3_epoch0: int = 1000  # phase-3 epochs are numbered from here (own shuffles)
     extra_file: str = "extra-en-fi/pairs.tsv"  # english<TAB>finnish<TAB>source
     extra_min_en_words: int = 5  # "long" extra pairs: >= this many English words
@@ -442,7 +445,8 @@ def lr_at(cfg: Config, step: int) -> float:
         warm, peak = cfg.phase3_rewarm
         if step < cfg.phase3_start + warm:
             return peak * (step - cfg.phase3_start + 1) / warm
-        span = max(1, cfg.phase3_total_steps - cfg.phase3_start - warm)
+        horizon = max(tot for s0, tot in cfg.phase3_segments if step >= s0)
+        span = max(1, horizon - cfg.phase3_start - warm)
         t = min(1.0, (step - cfg.phase3_start - warm) / span)
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
     start, warm, peak = cfg.rewarm
@@ -750,8 +754,13 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget for this run")
     ap.add_argument("--export-only", action="store_true", help="only export from existing checkpoints")
     ap.add_argument("--average", type=int, default=None, help="number of last checkpoints to average at export")
+    ap.add_argument("--threads", type=int, default=None, help="override Config.threads (same maths)")
     args = ap.parse_args()
     import torch
+
+    global CFG
+    if args.threads:
+        CFG = dataclasses.replace(CFG, threads=args.threads)
 
     torch.set_num_threads(CFG.threads)
     if args.export_only:
