@@ -32,10 +32,10 @@ EXAMPLES = [
     ("This is a live translation.", "fi"),
     ("Where is the nearest train station?", "fi"),
     ("I would like a cup of coffee, please.", "fi"),
-    ("The weather is nice today.", "fi"),
     ("Can you help me?", "fi"),
-    ("Kiitos paljon avusta!", "en"),
+    ("Hyvää huomenta!", "en"),
     ("Missä on lähin ruokakauppa?", "en"),
+    ("Kiitos paljon avusta!", "en"),
     ("Huomenna sataa lunta.", "en"),
     ("Olen myöhässä, koska bussi ei tullut.", "en"),
 ]
