@@ -95,11 +95,12 @@ class Config:
     # step-phase3_start export, training starts from them (init_from_export).
     phase3_start: int = 40000
     init_from_export: bool = True
-    phase3_total_steps: int = 45000  # phase 3 stops here (total_steps is raised to it)
+    phase3_total_steps: int = 43500  # phase 3 stops here (total_steps is raised to it)
     # The shared CPU's speed is unknown in advance, so (as in phase 1) the cosine horizon may be
     # extended while training: from step `start` on, the cosine decays towards `total`.
-    # Session 3: started with 43,000; extended to 45,000 at step 40,500 (from the measured speed).
-    phase3_segments: tuple = ((40000, 43000), (40500, 45000))
+    # Session 3: started with 43,000; extended to 45,000 at step 40,500, and shortened to 43,500
+    # at step 41,000 when the shared CPU slowed down (both from the measured speed only).
+    phase3_segments: tuple = ((40000, 43000), (40500, 45000), (41000, 43500))
     phase3_rewarm: tuple = (200, 3.0e-4)  # (warm steps, peak LR); cosine to lr * min_lr_ratio
     phase3_epoch0: int = 1000  # phase-3 epochs are numbered from here (own shuffles)
     extra_file: str = "extra-en-fi/pairs.tsv"  # english<TAB>finnish<TAB>source
