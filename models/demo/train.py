@@ -447,7 +447,7 @@ def lr_at(cfg: Config, step: int) -> float:
         warm, peak = cfg.phase3_rewarm
         if step < cfg.phase3_start + warm:
             return peak * (step - cfg.phase3_start + 1) / warm
-        horizon = max(tot for s0, tot in cfg.phase3_segments if step >= s0)
+        horizon = [tot for s0, tot in cfg.phase3_segments if step >= s0][-1]  # latest segment
         span = max(1, horizon - cfg.phase3_start - warm)
         t = min(1.0, (step - cfg.phase3_start - warm) / span)
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
