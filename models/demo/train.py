@@ -108,6 +108,11 @@ class Config:
     extra_long_fraction_per_epoch: float = 0.25  # random share of long extra pairs per epoch
     extra_short_fraction_per_epoch: float = 0.1  # random share of short (UI-string) pairs
     phase3_eval_every: int = 2000
+    # Curriculum: after phase3_total_steps, anneal on Tatoeba + WMT only (no extra data), same
+    # optimizer, LR cosine from anneal_peak to lr * min_lr_ratio over anneal_steps.
+    anneal_steps: int = 1000
+    anneal_peak: float = 1.5e-4
+    anneal_epoch0: int = 2000
 
 
 CFG = Config()
@@ -345,7 +350,7 @@ def epoch_batches(cfg: Config, data, epoch: int):
     nw = len(data["wmt"])
     k = int(round(cfg.wmt_fraction_per_epoch * nw))
     items += [("wmt", i) for i in rng.sample(range(nw), k)]
-    if epoch >= cfg.phase3_epoch0:  # phase 3: add samples of the extra data
+    if cfg.phase3_epoch0 <= epoch < cfg.anneal_epoch0:  # phase 3: add samples of the extra data
         for name, frac in (("extra_long", cfg.extra_long_fraction_per_epoch), ("extra_short", cfg.extra_short_fraction_per_epoch)):
             n = len(data[name])
             items += [(name, i) for i in rng.sample(range(n), int(round(frac * n)))]
@@ -443,6 +448,9 @@ def add_residual_dropout(model, p: float):
 
 def lr_at(cfg: Config, step: int) -> float:
     floor = cfg.lr * cfg.min_lr_ratio
+    if step >= cfg.phase3_total_steps:  # phase-3 curriculum anneal
+        t = min(1.0, (step - cfg.phase3_total_steps) / max(1, cfg.anneal_steps))
+        return floor + (cfg.anneal_peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
     if step >= cfg.phase3_start:  # phase 3
         warm, peak = cfg.phase3_rewarm
         if step < cfg.phase3_start + warm:
@@ -522,7 +530,7 @@ def exported_info():
 
 
 def final_step(cfg: Config) -> int:
-    return max(cfg.total_steps, cfg.phase3_total_steps)
+    return max(cfg.total_steps, cfg.phase3_total_steps + cfg.anneal_steps)
 
 
 def export(cfg: Config, tok_dir, dest: Path = HERE, n_avg: int | None = None):
@@ -682,6 +690,10 @@ def train(cfg: Config, max_minutes: float | None):
         if state["step"] >= cfg.phase3_start and state["epoch"] < cfg.phase3_epoch0:  # run from scratch
             opt = start_phase3(average_ckpts(list_ckpts()[-cfg.average_last :]), state)
             batches = epoch_batches(cfg, data, state["epoch"])
+        if state["step"] >= cfg.phase3_total_steps and state["epoch"] < cfg.anneal_epoch0:
+            state.update(epoch=cfg.anneal_epoch0, batch_in_epoch=0)
+            batches = epoch_batches(cfg, data, state["epoch"])
+            log(f"curriculum anneal from step {state['step']}: Tatoeba + WMT only")
         if state["batch_in_epoch"] >= len(batches):
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
@@ -725,7 +737,7 @@ def train(cfg: Config, max_minutes: float | None):
             last_loss = win_loss / max(1, win_tgt)
             win_loss, win_tok, win_tgt, win_t = 0.0, 0, 0, time.time()
         over = max_minutes is not None and (time.time() - t_start) > max_minutes * 60
-        end = state["step"] in (cfg.total_steps, final_step(cfg))
+        end = state["step"] in (cfg.total_steps, cfg.phase3_total_steps, final_step(cfg))
         if state["step"] % cfg.ckpt_every == 0 or end or over:
             p = save_ckpt(model, opt, state)
             every = cfg.phase3_eval_every if state["step"] > cfg.phase3_start else cfg.eval_every
