@@ -20,7 +20,7 @@ DEV = Path(__file__).parent / "data" / "tatoeba-dev-200.tsv"
 # chrF targets of the issue are 40 (en→fi) and 45 (fi→en), so "target - 5" is 35 / 40; see
 # models/demo/README.md for what the shipped model reaches (en→fi clears 35 here, fi→en does
 # not reach 40). The floors guard against regressions from the measured values.
-CHRF_FLOOR = {"en-fi": 34.0, "fi-en": 31.0}  # measured 35.8 / 32.8 (2026-11-22, step 40,000)
+CHRF_FLOOR = {"en-fi": 34.5, "fi-en": 32.0}  # measured 35.3 / 32.6 (2026-11-29, step 44,500)
 
 
 def pairs(n: int) -> list[tuple[str, str]]:

@@ -26,6 +26,19 @@ HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("TOLK_DATA", "/work/shared/data"))
 DEV = DATA / "tatoeba-en-fi" / "dev.tsv"
 PROMPT = "<2{tgt}>{text}<sep>"
+# everyday sentences for the model card (not from dev.tsv); (text, target language)
+EXAMPLES = [
+    ("The meeting will begin shortly.", "fi"),
+    ("This is a live translation.", "fi"),
+    ("Where is the nearest train station?", "fi"),
+    ("I would like a cup of coffee, please.", "fi"),
+    ("Can you help me?", "fi"),
+    ("Hyvää huomenta!", "en"),
+    ("Missä on lähin ruokakauppa?", "en"),
+    ("Kiitos paljon avusta!", "en"),
+    ("Huomenna sataa lunta.", "en"),
+    ("Olen myöhässä, koska bussi ei tullut.", "en"),
+]
 
 
 def load_dev(limit: int | None = None):
@@ -116,6 +129,8 @@ def eval_vllm(model_dir, pairs, dtype="bfloat16"):
         res[key] = score(h, ref)
         n_tok = sum(len(o.outputs[0].token_ids) for o in outs)
         print(f"[vllm] {key}: {len(h)} sentences in {dt:.1f}s ({n_tok / dt:.0f} out tok/s)", flush=True)
+    outs = llm.generate([PROMPT.format(tgt=t, text=x) for x, t in EXAMPLES], sp, use_tqdm=False)
+    hyps["examples"] = [o.outputs[0].text for o in outs]
     return res, hyps, t_load
 
 
@@ -144,7 +159,9 @@ def main():
     print(f"dev pairs: {len(pairs)}  backend: {args.backend}")
     for k, (chrf, bleu) in res.items():
         print(f"{k}: chrF = {chrf:.2f}  BLEU = {bleu:.2f}")
-    for k in hyps:
+    for (x, t), y in zip(EXAMPLES, hyps.get("examples", [])):
+        print(f"  example ->{t} | {x!r} -> {y!r}")
+    for k in ("en-fi", "fi-en"):
         src_i = 0 if k == "en-fi" else 1
         for i in range(3):
             print(f"  {k} | {pairs[i][src_i]!r} -> {hyps[k][i]!r}")
@@ -155,7 +172,11 @@ def main():
                     "backend": args.backend,
                     "n_pairs": len(pairs),
                     "scores": {k: {"chrF": v[0], "BLEU": v[1]} for k, v in res.items()},
-                    "hypotheses": hyps,
+                    "hypotheses": {k: v for k, v in hyps.items() if k != "examples"},
+                    "examples": [
+                        {"text": x, "target": t, "translation": y}
+                        for (x, t), y in zip(EXAMPLES, hyps.get("examples", []))
+                    ],
                 },
                 f,
                 ensure_ascii=False,

@@ -60,7 +60,7 @@ class Config:
     # --- optimisation ---
     batch_tokens: int = 2048  # padded tokens per batch (length-bucketed)
     length_buckets: tuple = (16, 24, 32, 48, 64, 96, 128, 192, 264)
-    total_steps: int = 40000  # training stops here
+    total_steps: int = 40000  # phase 2 ends here (phase 3 runs on to phase3_total_steps)
     # Phase 1 (steps 0-6,800, session 1): the cosine horizon was extended three times while
     # training and the run stopped at step 6,800 (deadline; LR ~1e-4). To keep the recipe
     # exactly reproducible, that horizon is piecewise: from step `start` on, the cosine decays
@@ -87,6 +87,32 @@ class Config:
     eval_every: int = 1000  # learning-curve point every N steps; phase 1 used 400
     eval_pairs: int = 100  # dev pairs for the in-training learning curve (measuring only)
     threads: int = 2
+    # --- phase 3 (session 3): more data, from the exported phase-2 weights ---
+    # At step phase3_start the run continues from the *exported* model (the average of the
+    # last `average_last` checkpoints, rounded to bf16) with a fresh optimizer, so a run from
+    # scratch and a run that starts from the committed model.safetensors are the same recipe.
+    # When no checkpoint exists and export_info.json says the committed weights are the
+    # step-phase3_start export, training starts from them (init_from_export).
+    phase3_start: int = 40000
+    init_from_export: bool = True
+    phase3_total_steps: int = 43500  # phase 3 stops here (total_steps is raised to it)
+    # The shared CPU's speed is unknown in advance, so (as in phase 1) the cosine horizon may be
+    # extended while training: from step `start` on, the cosine decays towards `total`.
+    # Session 3: started with 43,000; extended to 45,000 at step 40,500, and shortened to 43,500
+    # at step 41,000 when the shared CPU slowed down (both from the measured speed only).
+    phase3_segments: tuple = ((40000, 43000), (40500, 45000), (41000, 43500))
+    phase3_rewarm: tuple = (200, 3.0e-4)  # (warm steps, peak LR); cosine to lr * min_lr_ratio
+    phase3_epoch0: int = 1000  # phase-3 epochs are numbered from here (own shuffles)
+    extra_file: str = "extra-en-fi/pairs.tsv"  # english<TAB>finnish<TAB>source
+    extra_min_en_words: int = 5  # "long" extra pairs: >= this many English words
+    extra_long_fraction_per_epoch: float = 0.25  # random share of long extra pairs per epoch
+    extra_short_fraction_per_epoch: float = 0.1  # random share of short (UI-string) pairs
+    phase3_eval_every: int = 2000
+    # Curriculum: after phase3_total_steps, anneal on Tatoeba + WMT only (no extra data), same
+    # optimizer, LR cosine from anneal_peak to lr * min_lr_ratio over anneal_steps.
+    anneal_steps: int = 1000
+    anneal_peak: float = 1.5e-4
+    anneal_epoch0: int = 2000
 
 
 CFG = Config()
@@ -130,11 +156,34 @@ def read_pairs(cfg: Config):
     return tato, wmt
 
 
+def read_extra(cfg: Config):
+    """Extra pairs split into (long, short) by the number of English words."""
+    long_, short = [], []
+    with open(Path(cfg.data_dir) / cfg.extra_file, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2:
+                continue
+            en, fi = parts[0].strip(), parts[1].strip()
+            if en and fi:
+                (long_ if len(en.split()) >= cfg.extra_min_en_words else short).append((en, fi))
+    return long_, short
+
+
 # ======================================================================= tokenizer
 def build_tokenizer(cfg: Config, tato, wmt):
     """Train SentencePiece on the training text, convert to a HF fast tokenizer."""
     tok_dir = WORK / "tokenizer"
     if (tok_dir / "tokenizer.json").exists():
+        return tok_dir
+    if (HERE / "tokenizer.json").exists():  # the committed tokenizer (trained by this function)
+        tmp = WORK / "tokenizer.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(HERE / name, tmp / name)
+        os.replace(tmp, tok_dir)
+        log("tokenizer: using the committed models/demo/tokenizer.json")
         return tok_dir
     import sentencepiece as spm
     from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
@@ -241,8 +290,41 @@ def build_examples(cfg: Config, tok, tato, wmt):
     def enc(texts):
         return tok(texts, add_special_tokens=False)["input_ids"]
 
+    out = directed_examples(cfg, tok, (("tatoeba", tato), ("wmt", wmt)))
+    # sanity: the prompt part must equal what the server's rendered prompt tokenises to
+    e0 = tato[1000][0]
+    srv = tok("<2fi>" + e0 + "<sep>")["input_ids"]
+    ours = [bos, t2["fi"]] + enc([e0])[0] + [sep]
+    assert srv == ours, (srv, ours)
+    torch.save(out, cache)
+    return out
+
+
+def build_extra_examples(cfg: Config, tok):
+    import torch
+
+    cache = WORK / f"examples_extra_w{cfg.extra_min_en_words}.pt"
+    if cache.exists():
+        return torch.load(cache)
+    log("tokenising extra data ...")
+    long_, short = read_extra(cfg)
+    out = directed_examples(cfg, tok, (("extra_long", long_), ("extra_short", short)))
+    torch.save(out, cache)
+    return out
+
+
+def directed_examples(cfg: Config, tok, named_pairs):
+    import torch
+
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    sep = tok.convert_tokens_to_ids("<sep>")
+    t2 = {"fi": tok.convert_tokens_to_ids("<2fi>"), "en": tok.convert_tokens_to_ids("<2en>")}
+
+    def enc(texts):
+        return tok(texts, add_special_tokens=False)["input_ids"]
+
     out = {}
-    for name, pairs in (("tatoeba", tato), ("wmt", wmt)):
+    for name, pairs in named_pairs:
         en_ids = enc([p[0] for p in pairs])
         fi_ids = enc([p[1] for p in pairs])
         exs = []
@@ -256,12 +338,6 @@ def build_examples(cfg: Config, tok, tato, wmt):
                 exs.append((torch.tensor(prompt + t + [eos], dtype=torch.int16), len(prompt)))
         out[name] = exs
         log(f"{name}: {len(pairs)} pairs -> {len(exs)} directed examples ({dropped} pairs dropped as too long)")
-    # sanity: the prompt part must equal what the server's rendered prompt tokenises to
-    e0 = tato[1000][0]
-    srv = tok("<2fi>" + e0 + "<sep>")["input_ids"]
-    ours = [bos, t2["fi"]] + enc([e0])[0] + [sep]
-    assert srv == ours, (srv, ours)
-    torch.save(out, cache)
     return out
 
 
@@ -274,6 +350,10 @@ def epoch_batches(cfg: Config, data, epoch: int):
     nw = len(data["wmt"])
     k = int(round(cfg.wmt_fraction_per_epoch * nw))
     items += [("wmt", i) for i in rng.sample(range(nw), k)]
+    if cfg.phase3_epoch0 <= epoch < cfg.anneal_epoch0:  # phase 3: add samples of the extra data
+        for name, frac in (("extra_long", cfg.extra_long_fraction_per_epoch), ("extra_short", cfg.extra_short_fraction_per_epoch)):
+            n = len(data[name])
+            items += [(name, i) for i in rng.sample(range(n), int(round(frac * n)))]
     rng.shuffle(items)
     length = lambda it: len(data[it[0]][it[1]][0])
     # fixed (batch, length) shapes: oneDNN kernels are shape-specialised on CPU, so a
@@ -368,6 +448,17 @@ def add_residual_dropout(model, p: float):
 
 def lr_at(cfg: Config, step: int) -> float:
     floor = cfg.lr * cfg.min_lr_ratio
+    if step >= cfg.phase3_total_steps:  # phase-3 curriculum anneal
+        t = min(1.0, (step - cfg.phase3_total_steps) / max(1, cfg.anneal_steps))
+        return floor + (cfg.anneal_peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    if step >= cfg.phase3_start:  # phase 3
+        warm, peak = cfg.phase3_rewarm
+        if step < cfg.phase3_start + warm:
+            return peak * (step - cfg.phase3_start + 1) / warm
+        horizon = [tot for s0, tot in cfg.phase3_segments if step >= s0][-1]  # latest segment
+        span = max(1, horizon - cfg.phase3_start - warm)
+        t = min(1.0, (step - cfg.phase3_start - warm) / span)
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
     start, warm, peak = cfg.rewarm
     if step >= start:  # phase 2
         if step < start + warm:
@@ -412,6 +503,36 @@ def save_ckpt(model, opt, state):
 
 
 # ========================================================================== export
+def average_ckpts(paths):
+    """fp32 average of the checkpoints' model weights."""
+    import torch
+
+    avg = None
+    for p in paths:
+        sd = torch.load(p, map_location="cpu", weights_only=False)["model"]
+        if avg is None:
+            avg = {k: v.double().clone() for k, v in sd.items()}
+        else:
+            for k in avg:
+                avg[k] += sd[k].double()
+    return {k: (v / len(paths)).float() for k, v in avg.items()}
+
+
+def load_weights(model, sd):
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert not [m for m in missing if "lm_head" not in m] and not unexpected, (missing, unexpected)
+    model.tie_weights()
+
+
+def exported_info():
+    f = HERE / "export_info.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def final_step(cfg: Config) -> int:
+    return max(cfg.total_steps, cfg.phase3_total_steps + cfg.anneal_steps)
+
+
 def export(cfg: Config, tok_dir, dest: Path = HERE, n_avg: int | None = None):
     """Average the last checkpoints and write the HF model (bf16 safetensors) to dest."""
     import torch
@@ -423,15 +544,7 @@ def export(cfg: Config, tok_dir, dest: Path = HERE, n_avg: int | None = None):
     n_avg = n_avg or cfg.average_last
     use = ckpts[-n_avg:]
     log(f"export: averaging {[Path(p).name for p in use]}")
-    avg = None
-    for p in use:
-        sd = torch.load(p, map_location="cpu", weights_only=False)["model"]
-        if avg is None:
-            avg = {k: v.double().clone() for k, v in sd.items()}
-        else:
-            for k in avg:
-                avg[k] += sd[k].double()
-    avg = {k: (v / len(use)).float() for k, v in avg.items()}
+    avg = average_ckpts(use)
     last_state = torch.load(use[-1], map_location="cpu", weights_only=False)["state"]
 
     tok = load_tokenizer(tok_dir)
@@ -505,6 +618,8 @@ def train(cfg: Config, max_minutes: float | None):
     tok_dir = build_tokenizer(cfg, tato, wmt)
     tok = load_tokenizer(tok_dir)
     data = build_examples(cfg, tok, tato, wmt)
+    if final_step(cfg) > cfg.phase3_start:
+        data.update(build_extra_examples(cfg, tok))
     pad_id = tok.pad_token_id
 
     from evaluate import eval_hf, load_dev
@@ -516,16 +631,39 @@ def train(cfg: Config, max_minutes: float | None):
     model = LlamaForCausalLM(make_config(cfg, tok))
     add_residual_dropout(model, cfg.residual_dropout)
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=cfg.betas,
-        eps=1e-8,
-    )
+
+    def make_opt():
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+        return torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=cfg.betas,
+            eps=1e-8,
+        )
+
+    def start_phase3(sd, state):
+        """Phase 3 starts from exported (bf16-rounded) weights with a fresh optimizer."""
+        load_weights(model, {k: v.to(torch.bfloat16).float() for k, v in sd.items()})
+        torch.manual_seed(cfg.seed + 3)
+        random.seed(cfg.seed + 3)
+        state.update(epoch=cfg.phase3_epoch0, batch_in_epoch=0)
+        log(f"phase 3 from step {state['step']}: extra data, LR re-warm to {cfg.phase3_rewarm[1]:g}")
+        return make_opt()
+
+    opt = make_opt()
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "train_seconds": 0.0}
     ckpts = list_ckpts()
+    info = exported_info()
+    if not ckpts and cfg.init_from_export and info.get("step") == cfg.phase3_start:
+        from safetensors.torch import load_file
+
+        state.update(step=info["step"], tokens=info["tokens_seen"], train_seconds=info["train_minutes"] * 60)
+        opt = start_phase3(load_file(str(HERE / "model.safetensors")), state)
+        log("initialised from the committed models/demo/model.safetensors (no checkpoints)")
+    elif not ckpts and info.get("step", 0) > cfg.phase3_start:
+        log(f"the committed model is the phase-3 step-{info['step']} export; nothing to train")
+        return tok_dir, None
     if ckpts:
         ck = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -536,7 +674,7 @@ def train(cfg: Config, max_minutes: float | None):
         log(f"resumed from {Path(ckpts[-1]).name}")
     log(
         f"model: {n_params / 1e6:.2f}M params; {len(data['tatoeba'])} tatoeba + {len(data['wmt'])} wmt directed examples; "
-        f"target {cfg.total_steps} steps"
+        f"{sum(len(v) for k, v in data.items() if k.startswith('extra'))} extra; target {final_step(cfg)} steps"
     )
     if not CURVE.exists():
         CURVE.write_text("step\ttokens_seen\ttrain_minutes\ttrain_loss\tchrF_en-fi\tchrF_fi-en\tBLEU_en-fi\tBLEU_fi-en\n")
@@ -548,7 +686,14 @@ def train(cfg: Config, max_minutes: float | None):
     seg_t0, seg_step0 = time.time(), state["step"]
     last_loss = float("nan")
     stopped_by_budget = False
-    while state["step"] < cfg.total_steps:
+    while state["step"] < final_step(cfg):
+        if state["step"] >= cfg.phase3_start and state["epoch"] < cfg.phase3_epoch0:  # run from scratch
+            opt = start_phase3(average_ckpts(list_ckpts()[-cfg.average_last :]), state)
+            batches = epoch_batches(cfg, data, state["epoch"])
+        if state["step"] >= cfg.phase3_total_steps and state["epoch"] < cfg.anneal_epoch0:
+            state.update(epoch=cfg.anneal_epoch0, batch_in_epoch=0)
+            batches = epoch_batches(cfg, data, state["epoch"])
+            log(f"curriculum anneal from step {state['step']}: Tatoeba + WMT only")
         if state["batch_in_epoch"] >= len(batches):
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
@@ -583,18 +728,20 @@ def train(cfg: Config, max_minutes: float | None):
         if state["step"] % cfg.log_every == 0:
             dt = time.time() - win_t
             rate = (time.time() - seg_t0) / max(1, state["step"] - seg_step0)
-            eta = (cfg.total_steps - state["step"]) * rate
+            eta = (final_step(cfg) - state["step"]) * rate
             log(
-                f"step {state['step']}/{cfg.total_steps} ep {state['epoch']} loss {win_loss / max(1, win_tgt):.3f} "
+                f"step {state['step']}/{final_step(cfg)} ep {state['epoch']} loss {win_loss / max(1, win_tgt):.3f} "
                 f"lr {lr:.2e} {win_tok / dt:.0f} tok/s  elapsed {(time.time() - t_start) / 60:.1f} min  "
                 f"ETA {eta / 60:.1f} min"
             )
             last_loss = win_loss / max(1, win_tgt)
             win_loss, win_tok, win_tgt, win_t = 0.0, 0, 0, time.time()
         over = max_minutes is not None and (time.time() - t_start) > max_minutes * 60
-        if state["step"] % cfg.ckpt_every == 0 or state["step"] == cfg.total_steps or over:
+        end = state["step"] in (cfg.total_steps, cfg.phase3_total_steps, final_step(cfg))
+        if state["step"] % cfg.ckpt_every == 0 or end or over:
             p = save_ckpt(model, opt, state)
-            if not (state["step"] % cfg.eval_every == 0 or state["step"] == cfg.total_steps or over):
+            every = cfg.phase3_eval_every if state["step"] > cfg.phase3_start else cfg.eval_every
+            if not (state["step"] % every == 0 or end or over):
                 log(f"checkpoint {p.name}")
                 continue
             te = time.time()
@@ -621,15 +768,22 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget for this run")
     ap.add_argument("--export-only", action="store_true", help="only export from existing checkpoints")
     ap.add_argument("--average", type=int, default=None, help="number of last checkpoints to average at export")
+    ap.add_argument("--threads", type=int, default=None, help="override Config.threads (same maths)")
     args = ap.parse_args()
     import torch
+
+    global CFG
+    if args.threads:
+        CFG = dataclasses.replace(CFG, threads=args.threads)
 
     torch.set_num_threads(CFG.threads)
     if args.export_only:
         tato, wmt = read_pairs(CFG)
         tok_dir = build_tokenizer(CFG, tato, wmt)
     else:
-        tok_dir, _ = train(CFG, args.max_minutes)
+        tok_dir, stopped = train(CFG, args.max_minutes)
+        if stopped is None:  # nothing was trained: keep the committed export
+            return
     export(CFG, tok_dir, HERE, args.average)
 
 
