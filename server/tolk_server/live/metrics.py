@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from .agreement import words
 
 
-def _lcp(a: str, b: str) -> int:
+def common_prefix_len(a: str, b: str) -> int:
+    """Characters two texts share from the start (what a display keeps between them)."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -24,7 +25,7 @@ def normalized_erasure(outputs: Sequence[str], final: str) -> float:
     erased = 0
     prev = ""
     for out in [*outputs, final]:
-        erased += len(prev) - _lcp(prev, out)
+        erased += len(prev) - common_prefix_len(prev, out)
         prev = out
     return erased / max(1, len(final))
 

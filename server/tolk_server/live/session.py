@@ -30,7 +30,7 @@ from ..engine import EngineError, RequestRejected
 from ..pipeline import Pipeline
 from ..planning import Job, Planner
 from .agreement import Agreement, words
-from .metrics import laal
+from .metrics import common_prefix_len, laal
 
 log = logging.getLogger("tolk.live")
 HISTORY_MAX = 4096  # partials kept for LAAL; erasure is counted as they come
@@ -204,7 +204,7 @@ class LiveSession:
     def _partial(self, version: int, stable: str, tentative: str, reset: bool,
                  source_len: int) -> ServerFrame:
         shown = stable + tentative
-        self._erased += len(self._shown) - _lcp(self._shown, shown)
+        self._erased += len(self._shown) - common_prefix_len(self._shown, shown)
         self._shown = shown
         if len(self._history) < HISTORY_MAX:
             self._history.append((source_len, shown))
@@ -214,7 +214,7 @@ class LiveSession:
         return partial(self.job.id, version, stable, tentative, reset)
 
     def stats(self, translation: str, source_len: int, final_ms: float) -> LiveStats:
-        ne = (self._erased + len(self._shown) - _lcp(self._shown, translation)) / max(
+        ne = (self._erased + len(self._shown) - common_prefix_len(self._shown, translation)) / max(
             1, len(translation))
         return {
             "updates": self.version,
@@ -248,12 +248,3 @@ def settled(text: str) -> str:
         return text
     cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
     return text[: cut + 1] if cut >= 0 else ""
-
-
-def _lcp(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
