@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tolk_server.chunking import CJK_PUNCT, SPACED_PUNCT, Chunker
 from tolk_server.reassembly import OrderedJoiner
-from tolk_server.segmenter import split_sentences
+from tolk_server.segmenter import HEAD_WINDOWS, split_head, split_sentences
 
 ALPHABET = st.sampled_from(
     list("abcäöå ÄÖ  \n.,!?;:…-'\"0123") + list("你好世界。！？，、；") + ["ﾃ", "🙂"]
@@ -102,3 +104,41 @@ def test_joiner_releases_strictly_in_order(data: st.DataObject, parts: list[list
     assert "".join(t for _, t in out) == "".join("".join(p) for p in parts)
     seqs = [k for k, _ in out]
     assert seqs == sorted(seqs)
+
+
+LONG = (Path(__file__).parents[1] / "benchmarks" / "data" / "long-500w.en.txt").read_text(
+    encoding="utf-8")
+FIXED = [
+    LONG,
+    "Dr. Smith arrived at 5 p.m. on Jan. 3. He said: \"Stop.\" Then he left! " * 30,
+    "Tämä on lause. Toinen lause tulee tässä… Kolmas? Kyllä, U.S.A. ja n. 5 km. " * 30,
+    "你好世界。今天天气很好！我们去公园吧？好的。" * 60,
+    "One sentence without an end " * 100 + ". Two. Three.",
+]
+
+
+@pytest.mark.parametrize("text", FIXED)
+def test_head_first_split_equals_the_full_split(text: str) -> None:
+    lang = "zh" if "你" in text else "en"
+    head = split_head(text, lang)
+    full = split_sentences(text, lang)
+    if head is None:
+        assert len(text) <= 2 * HEAD_WINDOWS[0] or "without" in text
+        return
+    first, rest = head
+    assert first + rest == text
+    assert [first, *split_sentences(rest, lang)] == full
+
+
+WORDS = st.sampled_from("The cat sat . Mr. Smith , 3.5 km ! ? \" ( ) e.g. U.S. said "
+                        "tämä on 你好。 \n".split(" "))
+
+
+@given(st.lists(WORDS, min_size=250, max_size=600), st.sampled_from(["en", "fi", "de"]))
+@settings(max_examples=120, deadline=None)
+def test_head_first_split_equals_the_full_split_generated(words: list[str],
+                                                          lang: str) -> None:
+    text = " ".join(words)
+    head = split_head(text, lang)
+    if head is not None:
+        assert [head[0], *split_sentences(head[1], lang)] == split_sentences(text, lang)

@@ -286,3 +286,30 @@ def test_cancel_with_several_targets_ends_each_target(make_client: Any) -> None:
 def test_option_validation(make_client: Any, body: dict[str, Any]) -> None:
     c = make_client()
     assert c.post("/v1/translate", json=body).json()["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("first", ["SLOW start of it.", "Go."])
+def test_long_input_is_planned_head_first_and_kept_whole(make_client: Any, first: str) -> None:
+    # The first sentence goes to the engine before the rest is split (segmenter.split_head);
+    # slow or quick, the reassembled text is every sentence, in order, white space kept.
+    from tolk_server.echo_engine import echo_translation
+    from tolk_server.segmenter import split_sentences
+
+    engine = RecordingEngine()
+    c = make_client(engine=engine)
+    text = first + " " + " ".join(f"Sentence {i} is here.\n" if i % 7 == 0 else
+                                  f"Number {i} follows it." for i in range(80))
+    pieces = split_sentences(text, "en")
+    expected = "".join(p[: len(p) - len(p.lstrip())] + echo_translation(f"<2fi>{p.strip()}<sep>")
+                       + p[len(p.rstrip()):] for p in pieces)
+    with c.websocket_connect("/v1/stream") as ws:
+        ws.receive_json()
+        for rid in ("a", "b"):  # b: a cache hit
+            ws.send_json(tr(rid, text))
+            frames = drain(ws, {rid})[rid]
+            done = frames[-1]
+            assert done["sentences"] == len(pieces) > 80
+            assert done["translation"] == expected
+            seqs = [f["seq"] for f in frames if f["type"] == "token"]
+            assert seqs == sorted(seqs) and seqs[-1] == (len(pieces) - 1 if rid == "a" else 0)
+    assert first in engine.prompts[0] and len(engine.prompts) == len(pieces)

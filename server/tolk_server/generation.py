@@ -34,13 +34,15 @@ from .chunking import Chunker
 from .engine import Delta, Engine, EngineError, RequestRejected
 from .glossary import report
 from .metrics import Metrics
-from .models import ServedModel, Variant
+from .models import ServedModel
 from .planning import Job
 from .profiles import PriorTurn
 from .reassembly import OrderedJoiner
 from .result_cache import CachedResult, ResultCache
 
 _PIECES = re.compile(r"\s*\S+\s*|\s+")
+#: The queue key of the tail's message (head-first planning).
+_TAIL = -1
 #: Added to the priority of every sentence after the first of a split input.
 BULK_PRIORITY = 1
 
@@ -101,6 +103,8 @@ class Generator:
         else:
             self.metrics.cache.labels("hit").inc()
         if cached is not None:
+            if job.tail is not None:  # for the sentence count only
+                job.expand(*job.tail())
             for piece in _PIECES.findall(cached.translation):
                 for frame in out.push(piece, 0):
                     yield frame
@@ -127,7 +131,7 @@ class Generator:
         done["model"] = job.served_by or job.variants[0].model.name
         if job.fallback is not None:
             done["fallback"] = job.fallback
-        if len(job.parts) > 1:
+        if job.split:
             done["sentences"] = len(job.parts)
         if cached is not None and job.source != job.target:
             done["cached"] = True
@@ -147,7 +151,7 @@ class Generator:
             if reason is None:
                 model.inflight += 1
                 try:
-                    async with aclosing(self._generate(job, out, variant, final)) as frames:
+                    async with aclosing(self._generate(job, out, n, final)) as frames:
                         async for frame in frames:
                             yield frame
                     job.served_by = model.name
@@ -162,19 +166,20 @@ class Generator:
                 job.fallback = {"from": model.name, "reason": reason}
         raise last or ProtocolError(ErrorCode.ENGINE_ERROR, "no model could serve it", job.id)
 
-    async def _generate(self, job: Job, out: _Emitter, variant: Variant, final: bool = True
+    async def _generate(self, job: Job, out: _Emitter, index: int, final: bool = True
                         ) -> AsyncGenerator[ServerFrame, None]:
         """Run every part concurrently; emit their text strictly in source order."""
-        n = len(job.parts)
+        variant = job.variants[index]
+        split = job.split
         engine = variant.model.engine
         queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue()
         # Staged submission: the later sentences wait for the first one's first output.
         gate = asyncio.Event()
-        if n == 1 or not self.staged or variant.params.decoding != "greedy":
+        if not split or not self.staged or variant.params.decoding != "greedy":
             gate.set()
 
         async def pump(k: int, prompt: str) -> None:
-            rid = job.request_id if n == 1 else f"{job.request_id}-{k}"
+            rid = f"{job.request_id}-{k}" if split else job.request_id
             params = variant.params
             try:
                 if k:
@@ -191,7 +196,23 @@ class Generator:
                 gate.set()  # the first sentence ended or failed: release the others
 
         tasks = [asyncio.create_task(pump(k, p)) for k, p in enumerate(variant.prompts)]
-        joiner = OrderedJoiner(n)
+        tail = job.tail
+
+        async def expand() -> None:  # head first: split the rest while the first runs
+            assert tail is not None
+            try:
+                job.expand(*await asyncio.to_thread(tail))
+            except Exception as exc:
+                queue.put_nowait((_TAIL, exc))
+                return
+            prompts = job.variants[index].prompts
+            tasks.extend(asyncio.create_task(pump(k, prompts[k]))
+                         for k in range(len(variant.prompts), len(prompts)))
+            queue.put_nowait((_TAIL, None))
+
+        if tail is not None:
+            tasks.append(asyncio.create_task(expand()))
+        joiner = OrderedJoiner(len(job.parts))
         released: list[tuple[int, str]] = []
         for k, part in enumerate(job.parts):  # white space before a sentence is kept as is
             released += joiner.push(k, part.lead)
@@ -201,7 +222,7 @@ class Generator:
                 for seq, text in released:
                     for frame in out.push(text, seq):
                         yield frame
-                if joiner.done:
+                if joiner.done and tail is None:
                     break
                 deadline = out.deadline()
                 timeout = None if deadline is None else max(0.0, deadline - out.now_ms()) / 1000
@@ -219,6 +240,13 @@ class Generator:
                     if not received and not final and err.code == ErrorCode.ENGINE_ERROR:
                         raise _Unstarted("engine_error", err) from item
                     raise err from item
+                if k == _TAIL:  # the rest of the sentences are known and submitted
+                    first = joiner.n
+                    joiner.extend(len(job.parts) - first)
+                    released = [r for m in range(first, len(job.parts))
+                                for r in joiner.push(m, job.parts[m].lead)]
+                    tail = None
+                    continue
                 received = True
                 if item is None:
                     released = joiner.push(k, job.parts[k].trail) + joiner.finish(k)
@@ -310,7 +338,7 @@ class _Emitter:
                     frame = segment(job.id, chunk, self.index)
                 else:
                     frame = token(job.id, chunk, self.index)
-                if len(job.parts) > 1:
+                if job.split:
                     frame["seq"] = self._seq
                 if job.tag_target:
                     frame["target"] = job.target

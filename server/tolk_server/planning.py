@@ -6,8 +6,10 @@ sentence split, prompt rendering and the result-cache key. No I/O, no engine cal
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tolk.protocol import ErrorCode, Granularity, ProtocolError, TranslateOptions
@@ -17,10 +19,10 @@ from .engine import Engine, GenerationParams
 from .glossary import GlossaryStore, relevant_terms
 from .langdetect import LanguageDetector
 from .models import ModelSet, ServedModel, Variant
-from .modes import DEFAULT_QUALITY, Quality, plan
+from .modes import DEFAULT_QUALITY, Plan, Quality, plan
 from .profiles import PriorTurn, Profile, render
 from .result_cache import cache_key
-from .segmenter import split_sentences
+from .segmenter import split_head, split_sentences
 from .sessions import SessionStore
 
 
@@ -59,6 +61,22 @@ class Job:
     variants: tuple[Variant, ...] = ()
     served_by: str | None = None
     fallback: dict[str, str] | None = None
+    # A long input is planned head first: `parts` holds its first sentence, and `tail`
+    # (run off the event loop, after that sentence is submitted) gives all the parts and
+    # variants once the rest is split.
+    tail: Tail | None = None
+
+    @property
+    def split(self) -> bool:
+        """The input runs as several sentences."""
+        return len(self.parts) > 1 or self.tail is not None
+
+    def expand(self, parts: tuple[Part, ...], variants: tuple[Variant, ...]) -> None:
+        """Take the tail's result (on the event loop)."""
+        self.parts, self.variants, self.tail = parts, variants, None
+
+
+Tail = Callable[[], tuple[tuple[Part, ...], tuple[Variant, ...]]]
 
 
 class Planner:
@@ -128,6 +146,7 @@ class Planner:
             context = tuple(sessions.context(opts.session))
         quality: Quality = opts.quality or DEFAULT_QUALITY
         sentences: list[str] | None = None
+        rest: Callable[[], list[str]] | None = None
         jobs = []
         for tgt in opts.target_list:
             chain = self.models.chain(quality, source, tgt)
@@ -138,10 +157,20 @@ class Planner:
                          self.settings.max_model_len or 8192) for m in chain]
             run = runs[0]
             if sentences is None:
-                sentences = split_sentences(opts.text, source) if run.split else [opts.text]
+                head = split_head(opts.text, source) if run.split else None
+                if head is not None:  # the rest is split later, by the job's tail
+                    sentences = [head[0]]
+                    rest = functools.cache(functools.partial(split_sentences, head[1], source))
+                else:
+                    sentences = split_sentences(opts.text, source) if run.split else [opts.text]
             ctx = tuple(t for t in context if t.target_lang == tgt)
-            per_model = [tuple(self._part(m, s_, source, tgt, ctx, glossary, opts.context)
-                               for s_ in sentences) for m in chain]
+
+            def parts_of(texts: list[str], m: ServedModel, tgt: str = tgt,
+                         ctx: tuple[PriorTurn, ...] = ctx) -> tuple[Part, ...]:
+                return tuple(self._part(m, s_, source, tgt, ctx, glossary, opts.context)
+                             for s_ in texts)
+
+            per_model = [parts_of(sentences, m) for m in chain]
             parts = per_model[0]
             key = cache_key(text=opts.text, source=source, target=tgt, model=chain[0].name,
                             path=chain[0].engine.info.model, profile=chain[0].profile.name,
@@ -155,8 +184,8 @@ class Planner:
                 max_delay_ms=float(opts.max_delay_ms), params=run.params, parts=parts, t0=t0,
                 key=key, tag_target=opts.targets is not None, session=opts.session,
                 sessions=sessions, context=ctx, glossary=glossary, prompt=parts[0].prompt,
-                variants=tuple(Variant(m, r.params, tuple(p.prompt for p in ps))
-                               for m, r, ps in zip(chain, runs, per_model, strict=True)),
+                variants=_variants(chain, runs, per_model),
+                tail=None if rest is None else _tail(rest, parts_of, chain, runs, per_model),
             ))
         return jobs
 
@@ -181,3 +210,20 @@ class Planner:
         prompt = render(model.profile, core, source, target, model.engine.chat_template,
                         context=ctx, glossary=terms, note=note)
         return Part(lead, core, trail, prompt)
+
+
+def _variants(chain: list[ServedModel], runs: list[Plan],
+              per_model: list[tuple[Part, ...]]) -> tuple[Variant, ...]:
+    return tuple(Variant(m, r.params, tuple(p.prompt for p in ps))
+                 for m, r, ps in zip(chain, runs, per_model, strict=True))
+
+
+def _tail(rest: Callable[[], list[str]],
+          parts_of: Callable[[list[str], ServedModel], tuple[Part, ...]],
+          chain: list[ServedModel], runs: list[Plan], head: list[tuple[Part, ...]]) -> Tail:
+    def tail() -> tuple[tuple[Part, ...], tuple[Variant, ...]]:
+        sentences = rest()
+        per_model = [h + parts_of(sentences, m) for h, m in zip(head, chain, strict=True)]
+        return per_model[0], _variants(chain, runs, per_model)
+
+    return tail

@@ -26,6 +26,12 @@ class OrderedJoiner:
     def done(self) -> bool:
         return self._current >= self.n
 
+    def extend(self, more: int) -> None:
+        """Add `more` parts after the last one (known only later)."""
+        self.n += more
+        self._held += [[] for _ in range(more)]
+        self._done += [False] * more
+
     def push(self, k: int, text: str) -> list[tuple[int, str]]:
         """Add text for part k; returns the (part, text) pieces that may be emitted now."""
         if self._done[k]:

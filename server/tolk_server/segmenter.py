@@ -7,7 +7,7 @@ text is cut at those offsets here, so white space is never lost or invented.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+import threading
 from typing import Any
 
 # pysbd's rule sets; other languages use the English rules.
@@ -16,11 +16,21 @@ PYSBD_LANGS = frozenset(
 )
 
 
-@lru_cache(maxsize=32)
-def _segmenter(lang: str) -> Any:
-    import pysbd
+#: How much of a long input is split first to find its first sentence (characters).
+HEAD_WINDOWS = (512, 2048)
 
-    return pysbd.Segmenter(language=lang if lang in PYSBD_LANGS else "en", clean=False)
+# A pysbd Segmenter keeps the text being split on itself: one per thread.
+_local = threading.local()
+
+
+def _segmenter(lang: str) -> Any:
+    cache: dict[str, Any] = _local.__dict__.setdefault("segmenters", {})
+    if lang not in cache:
+        import pysbd
+
+        cache[lang] = pysbd.Segmenter(language=lang if lang in PYSBD_LANGS else "en",
+                                      clean=False)
+    return cache[lang]
 
 
 def split_sentences(text: str, lang: str = "en") -> list[str]:
@@ -44,3 +54,19 @@ def split_sentences(text: str, lang: str = "en") -> list[str]:
     bounds = [0, *[c for c in cuts if 0 < c < len(text)], len(text)]
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
     return pieces or [text]
+
+
+def split_head(text: str, lang: str = "en") -> tuple[str, str] | None:
+    """The first sentence of a long input and the rest, found by splitting only a head
+    window (the rest is split later, on its own). None: split the whole text at once.
+
+    The first cut is taken only when the window holds at least two more, so that it does
+    not depend on where the window ends; `[first, *split_sentences(rest)]` then equals
+    `split_sentences(text)` (tests/test_chunking_props.py)."""
+    for window in HEAD_WINDOWS:
+        if len(text) <= 2 * window:
+            return None
+        pieces = split_sentences(text[:window], lang)
+        if len(pieces) >= 3:
+            return pieces[0], text[len(pieces[0]):]
+    return None
