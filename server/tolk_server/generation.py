@@ -197,9 +197,13 @@ class Generator:
 
         tasks = [asyncio.create_task(pump(k, p)) for k, p in enumerate(variant.prompts)]
         tail = job.tail
+        # Head first: the rest is split once the first output is out (the split holds the
+        # GIL for tens of milliseconds), while the first sentence runs on.
+        shown = asyncio.Event()
 
-        async def expand() -> None:  # head first: split the rest while the first runs
+        async def expand() -> None:
             assert tail is not None
+            await shown.wait()
             try:
                 job.expand(*await asyncio.to_thread(tail))
             except Exception as exc:
@@ -222,6 +226,8 @@ class Generator:
                 for seq, text in released:
                     for frame in out.push(text, seq):
                         yield frame
+                if out.first_ms is not None:
+                    shown.set()
                 if joiner.done and tail is None:
                     break
                 deadline = out.deadline()
@@ -232,6 +238,8 @@ class Generator:
                     released = []
                     for frame in out.poll():
                         yield frame
+                    if out.first_ms is not None:
+                        shown.set()
                     continue
                 if isinstance(item, BaseException):
                     err = _error(item, job.id)
@@ -249,6 +257,7 @@ class Generator:
                     continue
                 received = True
                 if item is None:
+                    shown.set()
                     released = joiner.push(k, job.parts[k].trail) + joiner.finish(k)
                 else:
                     out.tokens += item.tokens
