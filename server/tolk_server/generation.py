@@ -7,7 +7,8 @@ source order; `targets` runs one job per target language. No transport and no ad
 A job runs on the first model of its route; a model that fails before the first output
 (dead, not ready, overloaded, an engine error) hands it to the next one (fallback). The
 first sentence of a split input goes to the engine alone, the rest once it has produced
-its first output (staged submission) and at a lower priority.
+its first output (staged submission) and at a lower priority; a long input's rest is
+split only then (head-first planning, `Job.tail`).
 """
 
 from __future__ import annotations
