@@ -10,26 +10,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 from websockets.sync.client import connect
 
 from conftest import TINY_PROFILE_TOML
+from support.processes import engine_core_pids
 from support.subprocess_server import tolk_serve
 
 pytestmark = [pytest.mark.engine]
-
-
-def engine_core_pids(server_pid: int) -> list[int]:
-    out = []
-    for child in psutil.Process(server_pid).children(recursive=True):
-        try:
-            name = " ".join(child.cmdline()) + child.name()
-        except psutil.Error:
-            continue
-        if "EngineCore" in name or "VLLM::Engine" in name:
-            out.append(child.pid)
-    return out
 
 
 def ready_status(base: str) -> int:

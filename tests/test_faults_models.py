@@ -10,27 +10,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from websockets.sync.client import connect
 
 from conftest import TINY_PROFILE_TOML
+from support.processes import engine_core_pids
 from support.subprocess_server import tolk_serve
 
 pytestmark = [pytest.mark.engine]
-
-
-def engine_cores(server_pid: int) -> list[int]:
-    """vLLM engine-core processes under the server, oldest first: the models start in order."""
-    out = []
-    for child in psutil.Process(server_pid).children(recursive=True):
-        try:
-            name = " ".join(child.cmdline()) + child.name()
-        except psutil.Error:
-            continue
-        if "EngineCore" in name or "VLLM::Engine" in name:
-            out.append(child)
-    return [p.pid for p in sorted(out, key=lambda p: (p.create_time(), p.pid))]
 
 
 def get(base: str, path: str) -> Any:
@@ -49,7 +36,7 @@ def test_killing_one_model_falls_back_to_the_other(tiny_model_dir: Path, tmp_pat
     args = ["--config", str(cfg), "--enforce-eager",
             "--max-num-seqs", "8", "--dtype", "float32"]
     with tolk_serve(*args, timeout=300) as (base, proc):
-        cores = engine_cores(proc.pid)
+        cores = engine_core_pids(proc.pid)
         assert len(cores) == 2, cores
         with connect(base.replace("http", "ws") + "/v1/stream", compression=None) as ws:
             hello = json.loads(ws.recv(10))

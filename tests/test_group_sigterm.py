@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_faults_engine import engine_core_pids
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from conftest import TINY_PROFILE_TOML
+from support.processes import engine_core_pids
 from support.subprocess_server import tolk_serve
 from tolk_server.engine_shield import (
     call_shielded,

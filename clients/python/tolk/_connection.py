@@ -112,12 +112,7 @@ class Connection:
                 raise ConnectionError("connection closed before the request was sent",
                                       request_id=rid)
             entry.size = len(text.encode("utf-8", "surrogatepass"))
-            try:
-                await wire.send(text)
-            except TransportClosed as exc:
-                self._drop(wire, ConnectionError(f"connection lost: {exc}"))
-                raise ConnectionError(f"connection lost while sending: {exc}",
-                                      request_id=rid) from None
+            await self._send_on(wire, rid, text)
         except BaseException:
             self._release(rid)
             raise
@@ -127,6 +122,10 @@ class Connection:
         wire = self._wire
         if rid not in self.pending or wire is None:
             raise ConnectionError("the request is no longer in flight", request_id=rid)
+        await self._send_on(wire, rid, text)
+
+    async def _send_on(self, wire: WireConnection, rid: str, text: str) -> None:
+        """Send one frame; a closed transport drops the wire and fails this request."""
         try:
             await wire.send(text)
         except TransportClosed as exc:
