@@ -156,3 +156,14 @@ async def test_prompt_longer_than_the_context_is_too_large(tiny_server: str) -> 
         assert frames[-1]["type"] == "error" and frames[-1]["code"] == "too_large"
         await ws.send(json.dumps({"type": "ping"}))
         assert json.loads(await ws.recv())["type"] == "pong"
+
+
+async def test_engine_stops_only_its_own_core_process(tiny_engine: Any) -> None:
+    # Several models run several engines in one server: shutting one down must find its
+    # own engine core, not every EngineCore child of the process.
+    from tolk_server.engine_shield import engine_core_processes
+
+    own = tiny_engine._core_processes()
+    assert own is not None and len(own) == 1
+    assert own[0].is_alive()
+    assert own[0].pid in {p.pid for p in engine_core_processes()}

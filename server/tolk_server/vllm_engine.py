@@ -133,6 +133,14 @@ class VllmEngine:
         except EngineGenerateError as exc:
             raise EngineError(f"generation failed: {exc.__cause__ or exc}") from exc
 
+    def _core_processes(self) -> list[Any] | None:
+        """This engine's own core processes (None: not found, so every engine core): with
+        several models in one server, stopping one engine must leave the others running."""
+        resources = getattr(getattr(self._llm, "engine_core", None), "resources", None)
+        manager = getattr(resources, "engine_manager", None)
+        procs = getattr(manager, "processes", None)
+        return list(procs) if isinstance(procs, list) else None
+
     def _priority(self, params: GenerationParams) -> int:
         return params.priority if self.settings.priority_scheduling else 0
 
@@ -213,6 +221,6 @@ class VllmEngine:
 
     async def shutdown(self) -> None:
         if self._llm is not None:
-            stop_engine_processes()
+            stop_engine_processes(self._core_processes())
             self._llm.shutdown()
             self._llm = None
