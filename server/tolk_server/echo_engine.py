@@ -7,7 +7,7 @@ pieces as tokens, with an optional delay per token.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from .engine import Delta, EngineError, EngineInfo, GenerationParams
@@ -32,6 +32,8 @@ class EchoEngine:
         self._ready = False
         self._dead = False
         self.aborted: list[str] = []
+        #: What it answers for a prompt (tests may swap in another rule).
+        self.translate: Callable[[str], str] = echo_translation
 
     async def start(self) -> None:
         self._ready = True
@@ -47,7 +49,7 @@ class EchoEngine:
         self.params_seen.append(params)
         finished = False
         try:
-            parts = pieces(echo_translation(prompt))
+            parts = pieces(self.translate(prompt))
             out = parts[: params.max_tokens]
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)

@@ -10,6 +10,10 @@
         async for token in segment.translation:        # the phrase's translation, streaming
             print(token, end="")
 
+    async for segment in AudioStream(file="meeting.wav").translate(target="fi", live=True):
+        tr = segment.translation                       # every change of a phrase, while spoken
+        print(segment.segment, segment.text, tr.stable, tr.tentative, tr.done)
+
 One `AudioStream` is one audio stream over its own `/v1/stream` connection (`audio_start`,
 binary PCM s16le frames, `audio_end`). Files are sent at the speed they play (`pace=1.0`).
 """
@@ -36,20 +40,41 @@ CHUNK_MS = 100
 
 
 class SegmentTranslation:
-    """A phrase's translation into one language: `async for token in ...`, then `.text`."""
+    """A phrase's translation into one language: `async for token in ...`, then `.text`.
+
+    Live (`translate(live=True)`): `.stable` (settled) and `.tentative` (may still change)
+    follow the phrase's partial transcripts, `.text` is their sum; the final translation comes
+    as one chunk at the end (`async for` and `await` work as without `live`).
+    """
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.text = ""
+        self.stable = ""
+        self.tentative = ""
+        self.complete: dict[str, Any] | None = None  # the `complete` frame
         self.error: TolkError | None = None
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._streamed = False  # tokens came (not live)
         self.done = False
 
     def _push(self, token: str) -> None:
+        self._streamed = True
         self.text += token
         self._queue.put_nowait(token)
 
-    def _finish(self, error: TolkError | None = None) -> None:
+    def _partial(self, stable: str, tentative: str) -> None:
+        self.stable, self.tentative = stable, tentative
+        self.text = stable + tentative
+
+    def _finish(self, error: TolkError | None = None,
+                complete: dict[str, Any] | None = None) -> None:
+        if complete is not None:
+            self.complete = complete
+            if not self._streamed:  # live: the final translation as one chunk
+                self.text = ""
+                self._push(str(complete["translation"]))
+            self.stable, self.tentative = self.text, ""
         self.error, self.done = error, True
         self._queue.put_nowait(None)
 
@@ -124,18 +149,25 @@ class AudioStream:
                 yield seg
 
     async def translate(self, target: str | None = None, targets: list[str] | None = None,
+                        *, live: bool = False, quality: str | None = None,
                         ) -> AsyncIterator[Segment]:
-        """Final phrases, each with its translation(s) streaming in `segment.translation`."""
+        """Final phrases, each with its translation(s) streaming in `segment.translation`.
+
+        `live=True`: a phrase is translated while it is spoken; its `Segment` is yielded at
+        every change of its transcript (`.text`, `.final`) or translation (`.translation`'s
+        `.stable`, `.tentative`, `.done`). `quality`: the mode of every translation.
+        """
         langs = list(targets or ([target] if target else []))
         if not langs:
             raise ValueError("give target= or targets=")
-        async for seg in self._run(langs, False):
-            if seg.final:
+        async for seg in self._run(langs, live, live=live, quality=quality):
+            if seg.final or live:
                 yield seg
 
     # -- the connection ------------------------------------------------------------------
 
-    async def _run(self, targets: list[str], partials: bool) -> AsyncIterator[Segment]:
+    async def _run(self, targets: list[str], partials: bool, live: bool = False,
+                   quality: str | None = None) -> AsyncIterator[Segment]:
         from websockets.asyncio.client import connect
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
@@ -143,15 +175,20 @@ class AudioStream:
             hello = json.loads(await ws.recv())
             if hello.get("type") == "error":
                 raise error_from_frame(hello)
-            await ws.send(json.dumps({
+            start: dict[str, Any] = {
                 "type": "audio_start", "id": self.id, "source": self.language,
                 "targets": targets, "sample_rate": self.sample_rate, "channels": self.channels,
-                "speakers": self.speakers, "partials": partials}))
+                "speakers": self.speakers, "partials": partials}
+            if live:
+                start["live"] = True
+            if quality is not None:
+                start["quality"] = quality
+            await ws.send(json.dumps(start))
             # A reader task keeps reading while the caller awaits a phrase's translation.
             out: asyncio.Queue[Segment | BaseException | None] = asyncio.Queue()
             open_: dict[int, Segment] = {}
             sender = asyncio.create_task(self._send(ws))
-            reader = asyncio.create_task(self._read(ws, out, open_, targets))
+            reader = asyncio.create_task(self._read(ws, out, open_, targets, live))
             try:
                 while (item := await out.get()) is not None:
                     if isinstance(item, BaseException):
@@ -168,11 +205,11 @@ class AudioStream:
                             tr._finish(TolkError("the audio stream ended"))
 
     async def _read(self, ws: Any, out: asyncio.Queue[Segment | BaseException | None],
-                    open_: dict[int, Segment], targets: list[str]) -> None:
+                    open_: dict[int, Segment], targets: list[str], live: bool) -> None:
         try:
             async for raw in ws:
                 frame = json.loads(raw)
-                seg = self._on_frame(frame, open_, targets)
+                seg = self._on_frame(frame, open_, targets, live)
                 if seg is not None:
                     out.put_nowait(seg)
                 if frame.get("type") == "audio_complete" and frame.get("id") == self.id:
@@ -189,7 +226,7 @@ class AudioStream:
                 raise
 
     def _on_frame(self, frame: dict[str, Any], open_: dict[int, Segment],
-                  targets: list[str]) -> Segment | None:
+                  targets: list[str], live: bool = False) -> Segment | None:
         kind = frame.get("type")
         if frame.get("id") != self.id:
             return None
@@ -197,7 +234,13 @@ class AudioStream:
             seg = Segment(int(frame["segment"]), str(frame["speaker"]), str(frame["text"]),
                           str(frame["language"]), frame["start_ms"] / 1000,
                           frame["end_ms"] / 1000, bool(frame["final"]))
-            if seg.final and seg.text and targets:
+            known = open_.get(seg.segment)
+            if known is not None:  # live: the phrase's translations go on
+                seg.translations = known.translations
+                open_[seg.segment] = seg
+                if seg.final and all(t.done for t in seg.translations.values()):
+                    open_.pop(seg.segment)
+            elif (seg.final or live) and seg.text and targets:
                 seg.translations = {t: SegmentTranslation(t) for t in targets}
                 open_[seg.segment] = seg
             return seg
@@ -213,11 +256,14 @@ class AudioStream:
             tr._push(str(frame["token"]))
         elif kind == "segment":
             tr._push(str(frame["text"]))
+        elif kind == "partial":
+            tr._partial(str(frame["stable"]), str(frame["tentative"]))
         elif kind in ("complete", "error"):
-            tr._finish(error_from_frame(frame) if kind == "error" else None)
-            if all(t.done for t in seg_.translations.values()):
+            tr._finish(error_from_frame(frame) if kind == "error" else None,
+                       frame if kind == "complete" else None)
+            if all(t.done for t in seg_.translations.values()) and seg_.final:
                 open_.pop(seg_.segment, None)
-        return None
+        return seg_ if live and kind in ("partial", "complete", "error") else None
 
     async def _send(self, ws: Any) -> None:
         async for chunk in self._chunks():

@@ -52,12 +52,14 @@ class Recognise:
 
 @dataclass(frozen=True)
 class Translate:
-    """Translate a final phrase into the stream's targets."""
+    """Translate a phrase into the stream's targets: a final phrase, or (with `live`) a
+    partial one, whose text then drives the phrase's live requests until its final."""
 
     segment: int
     speaker: str
     text: str
     language: str | None  # None: let the translator detect it
+    final: bool = True
 
 
 class AudioSession:
@@ -87,6 +89,7 @@ class AudioSession:
         self.frames_in = 0  # sample frames received, at the client's rate
         self.next_segment = 0
         self.finals = 0  # final transcripts sent
+        self.live_open: set[int] = set()  # segments whose partials are translated live
         self.pending_finals = 0
         self.ended = False
 
@@ -170,15 +173,20 @@ class AudioSession:
         language = result.language or source or "und"
         frame = transcript_frame(self.id, job.segment, job.speaker, language, job.start_ms,
                                  job.end_ms, result.text, job.final)
+        language_in = source or result.language
         if not job.final:
-            # Hook for live input (issue 13): a partial's text could go to the live-translation
-            # mechanism here as tentative input; today partials are transcribed only.
-            return frame, None
+            # With `live`, a partial's text is the live input of the phrase's translation.
+            if not (self.start.live and self.start.targets and result.text):
+                return frame, None
+            self.live_open.add(job.segment)
+            return frame, Translate(job.segment, job.speaker, result.text, language_in, False)
         self.pending_finals -= 1
         self.finals += 1
         todo = None
-        if result.text and self.start.targets:
-            todo = Translate(job.segment, job.speaker, result.text, source or result.language)
+        live = job.segment in self.live_open
+        self.live_open.discard(job.segment)
+        if (result.text or live) and self.start.targets:  # an open live request ends too
+            todo = Translate(job.segment, job.speaker, result.text, language_in)
         return frame, todo
 
     def complete(self) -> AudioCompleteFrame:

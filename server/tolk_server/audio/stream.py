@@ -3,8 +3,9 @@
 `AudioPort` is what the WebSocket connection routes audio frames to. It feeds the sans-I/O
 session, recognises phrases off the event loop (one shared recogniser, `asr_workers` at a
 time), sends `transcript` frames, translates each final phrase through the translate pipeline
-(frames tagged with `segment`, `speaker` and `target`), and ends with `audio_complete` or an
-`error`. Closing the port (disconnect) cancels and frees everything.
+(frames tagged with `segment`, `speaker` and `target`) or, with `live`, each phrase's partials
+through live requests (`live_phrases.py`), and ends with `audio_complete` or an `error`.
+Closing the port (disconnect) cancels and frees everything.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import aclosing
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tolk.protocol import (
     AudioEndFrame,
@@ -27,6 +28,7 @@ from tolk.protocol import (
     error,
 )
 
+from .live_phrases import LivePhrases
 from .service import AudioService
 from .session import AudioSession, Recognise, Translate
 
@@ -139,6 +141,8 @@ class AudioRun:
         self.jobs: deque[Recognise] = deque()
         self.wake = asyncio.Event()
         self.translations: set[asyncio.Task[None]] = set()
+        # `live`: partial transcripts drive live requests; otherwise finals are translated
+        self.live = LivePhrases(port, session.start, self._spawn) if session.start.live else None
         service.streams += 1
         self._closed = False
         self.worker = asyncio.create_task(self._work())
@@ -183,10 +187,10 @@ class AudioRun:
                     result = await asyncio.to_thread(tr.transcribe, job.samples, language)
                 frame, todo = self.session.recognised(job, result)
                 await self.port.send(frame)
-                if todo is not None:
-                    task = asyncio.create_task(self._translate(todo))
-                    self.translations.add(task)
-                    task.add_done_callback(self.translations.discard)
+                if todo is not None and self.live is not None:
+                    await self.live.feed(todo)
+                elif todo is not None:
+                    self._spawn(self._translate(todo))
             if self.translations:
                 await asyncio.gather(*self.translations, return_exceptions=True)
             await self.port.send(self.session.complete())
@@ -213,13 +217,19 @@ class AudioRun:
                     f"no audio for {idle:.0f} s; end the stream with audio_end", self.session.id)))
                 return
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.translations.add(task)
+        task.add_done_callback(self.translations.discard)
+
     async def _translate(self, todo: Translate) -> None:
         """The phrase through the translate pipeline; its frames tagged with the phrase."""
         st, sid = self.port.state, self.session.id
         who = self.port.who()
         assert who is not None
         opts = TranslateOptions(id=sid, text=todo.text, source=todo.language or "auto",
-                                targets=list(self.session.start.targets))
+                                targets=list(self.session.start.targets),
+                                quality=self.session.start.quality)
         try:
             run = st.pipeline.submit(opts, who, self.port.sessions, sid)
         except ProtocolError as exc:  # counted by the pipeline
@@ -241,6 +251,8 @@ class AudioRun:
         self.service.streams -= 1
         self.jobs.clear()
         self.session.lanes.clear()  # the buffered audio
+        if self.live is not None:
+            self.live.clear()
         if self.watchdog is not asyncio.current_task():
             self.watchdog.cancel()
 

@@ -234,6 +234,7 @@ class LiveSession:
                         self.first_partial_ms, (now - self.t_open) * 1000, "stop")
         done["live"] = self.stats(translation, len(text), (now - t_update) * 1000)
         done["live"]["engine_tokens"] = self.engine_tokens
+        done["quality"] = job.quality
         return done
 
 

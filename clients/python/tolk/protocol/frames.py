@@ -144,8 +144,16 @@ class AudioStartFrame(_Frame):
     channels: int = 1
     speakers: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
                         Field(max_length=8)] = Field(default_factory=list)
-    quality: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    quality: Quality | None = None  # each phrase's translation runs in this mode
     partials: bool = True  # partial transcripts while a phrase is spoken
+    # Translate partial transcripts live (`partial` frames: stable and tentative text).
+    live: bool = False
+
+    @model_validator(mode="after")
+    def _live_needs_partials(self) -> AudioStartFrame:
+        if self.live and not self.partials:
+            raise ValueError("`live` translates partial transcripts: it needs `partials`")
+        return self
 
 
 class AudioEndFrame(_Frame):

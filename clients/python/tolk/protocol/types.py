@@ -105,6 +105,9 @@ class PartialFrame(TypedDict):
     stable: str
     tentative: str
     reset: NotRequired[bool]
+    segment: NotRequired[int]  # a phrase of an audio stream (`audio_start.live`)
+    speaker: NotRequired[str]
+    target: NotRequired[str]
 
 
 class LiveStats(TypedDict):

@@ -1,0 +1,87 @@
+"""Live translation of an audio stream's phrases (`audio_start.live`).
+
+Each phrase with text gets one live request per target (the live-input mechanism of
+`tolk_server.live`): its partial transcripts are the request's `update`s (coalesced, a
+superseded hypothesis aborted, the stable prefix forced) and its final transcript is the
+`final` update. The request's frames (`start`, `partial`…, `complete` or `error`) go out
+tagged with the phrase's `segment`, `speaker` and `target`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from tolk.protocol import AudioStartFrame, ProtocolError, ServerFrame, UpdateFrame, error
+
+from ..live.session import LiveSession
+from ..pipeline import Run
+from .session import Translate
+
+if TYPE_CHECKING:
+    from .stream import AudioPort
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def tag(frame: ServerFrame, todo: Translate, target: str) -> None:
+    """Mark a translation frame with the phrase it belongs to."""
+    f: dict[str, Any] = frame  # type: ignore[assignment]
+    f["segment"], f["speaker"], f["target"] = todo.segment, todo.speaker, target
+
+
+class LivePhrases:
+    """The open live requests of one audio stream, by (segment, target)."""
+
+    def __init__(self, port: AudioPort, start: AudioStartFrame, spawn: Spawn) -> None:
+        self.port = port
+        self.start = start
+        self.spawn = spawn  # runs a request's frames as one of the stream's translation tasks
+        self.open: dict[tuple[int, str], LiveSession | None] = {}  # None: refused at its start
+
+    async def feed(self, todo: Translate) -> None:
+        """A phrase's newest transcript: an update of its live requests (opened on its first)."""
+        for target in self.start.targets:
+            key = (todo.segment, target)
+            if key in self.open:
+                live = self.open[key]
+                if live is not None and not live.final:
+                    live.update(self._frame(todo, target))
+            elif todo.text:
+                self.open[key] = await self._open(todo, target)
+            if todo.final:
+                self.open.pop(key, None)
+
+    def clear(self) -> None:
+        self.open.clear()
+
+    def _frame(self, todo: Translate, target: str) -> UpdateFrame:
+        return UpdateFrame(type="update", id=self.start.id, text=todo.text,
+                           source=todo.language or "auto", target=target,
+                           quality=self.start.quality, final=todo.final)
+
+    async def _open(self, todo: Translate, target: str) -> LiveSession | None:
+        st = self.port.state
+        who = self.port.who()
+        assert who is not None
+        first = self._frame(todo, target)
+        try:
+            opts = LiveSession.first_options(st.pipeline.planner, first)
+            run = st.pipeline.submit(opts, who, self.port.sessions, self.start.id)
+        except ProtocolError as exc:  # counted by the pipeline; the phrase's terminal frame
+            frame = error(exc.code, exc.message, self.start.id)
+            tag(frame, todo, target)
+            await self.port.send(frame)
+            return None
+        s = st.settings
+        live = LiveSession(st.pipeline, first, run.jobs[0], s.live_idle_s, s.live_force_prefix,
+                           s.live_mask_words, s.live_hold_words)
+        self.spawn(self._run(run, live, todo, target))
+        return live
+
+    async def _run(self, run: Run, live: LiveSession, todo: Translate, target: str) -> None:
+        async with run, aclosing(live.events()) as frames:
+            async for frame in frames:
+                tag(frame, todo, target)
+                await self.port.send(frame)
