@@ -85,6 +85,9 @@ def test_meeting_tab_shows_transcript_and_translation(mic_context: Any,
     assert translation.strip()
     frames = p.frames()
     assert any(f["type"] == "transcript" and f["final"] for f in frames)
+    # "Translate live" (on by default): the phrase's translation came as partial frames
+    assert any(f["type"] == "partial" and f.get("segment") is not None for f in frames)
+    assert page.is_checked("#meeting-live")
     page.click("#meeting-start")  # stop: the stream ends with audio_complete
     page.wait_for_selector("#meeting-start[data-state='idle']", timeout=30_000)
     assert any(f["type"] == "audio_complete" for f in p.frames())

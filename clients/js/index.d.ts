@@ -328,6 +328,13 @@ export interface AudioStreamOptions {
   speakers?: string[];
   /** Partial transcripts while a phrase is spoken (default true). */
   partials?: boolean;
+  /**
+   * Translate partial transcripts live (default false): each phrase's translation comes as
+   * 'partial' events (`stable` never changes, `tentative` may) and then its `complete`.
+   */
+  live?: boolean;
+  /** The quality mode of every phrase's translation. */
+  quality?: 'fast' | 'balanced' | 'quality';
   /** A browser MediaStream (microphone): recorded as 16 kHz PCM through an AudioWorklet. */
   mediaStream?: unknown;
 }
@@ -362,6 +369,7 @@ export interface AudioSessionEvents {
   transcript: TranscriptFrame;
   token: SegmentInfo & { token: string };
   translation: SegmentInfo;
+  partial: SegmentInfo & { stable: string; tentative: string };
   error: TolkError;
 }
 

@@ -718,11 +718,13 @@ export class TolkClient {
    * `session.send(chunk)` (Int16Array or ArrayBuffer, interleaved by channel) and finish with
    * `session.end()`; or pass `mediaStream` (a browser microphone) and it records 16 kHz PCM
    * through an AudioWorklet until `end()`. Events: 'transcript' (every transcript frame),
-   * 'token' / 'translation' ({ segment, speaker, target, token | frame }), 'error'.
+   * 'token' / 'translation' ({ segment, speaker, target, token | frame }), 'partial' (with
+   * `live`: { segment, speaker, target, stable, tentative, frame }), 'error'.
    * `session.done` resolves with the `audio_complete` frame.
    * @param {object} opts `targets` (default []), `source` (default 'auto'), `sampleRate`
    *   (default 16000), `channels` (1), `speakers` (labels per channel), `partials` (true),
-   *   `mediaStream`, `id`.
+   *   `live` (false: translate partial transcripts live; a phrase's translation is then
+   *   `partial` events and its `complete`), `quality`, `mediaStream`, `id`.
    * @returns {AudioSession}
    */
   audioStream(opts = {}) {
@@ -830,11 +832,14 @@ export class AudioSession {
       if (this._closed) return;
       if (!ws || ws.readyState !== OPEN) throw new TolkConnectionError('connection_lost', 'not connected');
       this._ws = ws;
-      ws.send(JSON.stringify({
+      const start = {
         type: 'audio_start', id: this.id, source: this.opts.source ?? 'auto',
         targets: this.opts.targets ?? [], sample_rate: rate, channels: this.opts.channels ?? 1,
         speakers: this.opts.speakers ?? [], partials: this.opts.partials ?? true,
-      }));
+      };
+      if (this.opts.live) start.live = true;
+      if (this.opts.quality) start.quality = this.opts.quality;
+      ws.send(JSON.stringify(start));
       for (const chunk of this._queue.splice(0)) ws.send(chunk);
       if (this._ended) ws.send(JSON.stringify({ type: 'audio_end', id: this.id }));
     } catch (err) {
@@ -892,7 +897,9 @@ export class AudioSession {
       const info = { segment: frame.segment, speaker: frame.speaker, target: frame.target, frame };
       if (frame.type === 'token') this._emit('token', { ...info, token: frame.token });
       else if (frame.type === 'segment') this._emit('token', { ...info, token: frame.text });
-      else this._emit('translation', info);
+      else if (frame.type === 'partial') {
+        this._emit('partial', { ...info, stable: frame.stable, tentative: frame.tentative });
+      } else this._emit('translation', info);
     } else if (frame.type === 'error') {
       this._fail(new TolkError(frame.code, frame.message ?? frame.code, { id: this.id, frame }));
     }

@@ -53,3 +53,32 @@ test('an audio stream from PCM chunks gives transcripts and translations per phr
   assert.equal(completes.length, 2);
   for (const c of completes) assert.equal(tokens.get(c.segment), c.translation);
 });
+
+test('live: partial transcripts are translated as they come (stable, tentative), then complete', async () => {
+  const silence = new Int16Array(16000 * 0.8);
+  const parts = [silence, speech('The committee will now consider the amendments to the budget one by one.'), silence];
+  const client = new TolkClient({ url: server.ws, WebSocket });
+  const session = client.audioStream({ source: 'en', targets: ['fi'], live: true, quality: 'fast' });
+  const partials = [];
+  const frames = [];
+  let final = null;
+  session.on('transcript', (f) => { if (f.final) final = f; });
+  session.on('partial', (p) => partials.push({ ...p, afterFinal: final !== null }));
+  session.on('token', () => assert.fail('live translations come as partials'));
+  session.on('translation', ({ frame }) => frames.push(frame));
+  for (const part of parts) {
+    for (let i = 0; i < part.length; i += 1600) {
+      session.send(part.subarray(i, i + 1600));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  session.end();
+  await within(30000, session.done, 'audio stream');
+  client.close();
+  assert.ok(partials.some((p) => !p.afterFinal), 'a partial translation while the phrase was spoken');
+  assert.ok(partials.every((p) => p.segment === 0 && p.target === 'fi' && p.speaker));
+  assert.deepEqual(frames.map((f) => f.type), ['start', 'complete']);
+  const last = partials.at(-1);
+  assert.equal(frames[1].translation, last.stable + last.tentative);
+  assert.equal(frames[1].quality, 'fast');
+});

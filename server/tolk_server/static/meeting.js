@@ -1,6 +1,7 @@
 // The Meeting section: the microphone (getUserMedia + an AudioWorklet, 16 kHz PCM) goes to the
 // server as an audio stream; each phrase shows its transcript (tentative text in grey while it
-// is spoken) and its translation, with the speaker's label.
+// is spoken) and its translation, with the speaker's label. With "Translate live" the phrase is
+// translated while it is spoken: the stable part in black, the tentative part in grey.
 
 const $ = (id) => document.getElementById(id);
 
@@ -61,7 +62,7 @@ export function setupMeeting(client) {
     const target = $('meeting-target').value;
     session = client.audioStream({
       mediaStream, source: $('meeting-source').value, targets: target ? [target] : [],
-      speakers: [speaker],
+      speakers: [speaker], live: $('meeting-live').checked,
     });
     start.textContent = 'Stop';
     start.dataset.state = 'recording';
@@ -75,10 +76,19 @@ export function setupMeeting(client) {
     session.on('token', ({ segment, speaker: who, token }) => {
       row(segment, who).out.textContent += token;
     });
+    session.on('partial', ({ segment, speaker: who, stable, tentative }) => {
+      const grey = document.createElement('span');
+      grey.className = 'tentative';
+      grey.textContent = tentative;
+      row(segment, who).out.replaceChildren(stable, grey);
+    });
     session.on('translation', ({ segment, speaker: who, target: lang, frame }) => {
       const r = row(segment, who);
       r.out.lang = lang;
-      if (frame.type === 'complete') r.out.dataset.done = 'true';
+      if (frame.type === 'complete') {
+        r.out.textContent = frame.translation;
+        r.out.dataset.done = 'true';
+      }
       if (frame.type === 'error') r.out.textContent = `(${frame.message})`;
     });
     const stopTracks = () => { for (const t of mediaStream.getTracks()) t.stop(); };
