@@ -131,6 +131,30 @@ def test_session_segments_speakers_and_translations() -> None:
     assert s.complete()["segments"] == 2  # finals delivered so far
 
 
+def test_live_session_translates_partials_and_closes_each_phrase() -> None:
+    """`live`: a partial with text is live input; the final ends the phrase's live request,
+    even when its text is empty. Without `live`, partials are transcribed only."""
+    from tolk_server.audio.session import Recognise
+
+    def job(segment: int, final: bool) -> Recognise:
+        return Recognise(segment, "Chair", np.zeros(160, np.float32), 0, 10, final)
+
+    plain = AudioSession(start(), 0.0, SileroActivity)
+    assert plain.recognised(job(0, False), Transcript("The", "en"))[1] is None
+    live = AudioSession(start(live=True, quality="fast"), 0.0, SileroActivity)
+    live.pending_finals = 2
+    assert live.recognised(job(0, False), Transcript("", "en"))[1] is None  # nothing said yet
+    todo = live.recognised(job(0, False), Transcript("The committee", "en"))[1]
+    assert todo is not None and not todo.final and todo.text == "The committee"
+    todo = live.recognised(job(0, True), Transcript("", "en"))[1]  # the phrase was noise
+    assert todo is not None and todo.final and todo.text == ""
+    assert live.recognised(job(1, True), Transcript("", "en"))[1] is None  # never opened
+    assert not live.live_open
+    assert live.start.quality == "fast"
+    with pytest.raises(ValueError, match="needs `partials`"):
+        start(live=True, partials=False)
+
+
 @pytest.mark.skipif(bundled_model_dir() is None, reason="audio models not installed")
 def test_bundled_model_is_found_without_importing_it() -> None:
     import sys
