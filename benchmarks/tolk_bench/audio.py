@@ -169,7 +169,13 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
         report["recognisers"], hyps = earlier["recognisers"], earlier["hypotheses"]
         report["wer_run"] = {"file": ns.wer_from, "loadavg": earlier["machine"]["loadavg"]}
     else:
-        recognisers = {"faster-whisper tiny.en (bundled)": FasterWhisper(threads=ns.threads)}
+        recognisers: dict[str, Any] = {}
+        if "whisper" in ns.recogniser:
+            recognisers["faster-whisper tiny.en (bundled)"] = FasterWhisper(threads=ns.threads)
+        if "pocketsphinx" in ns.recogniser:  # benchmark only: not a server backend
+            from .sphinx import PocketSphinx
+
+            recognisers["pocketsphinx en-us (bundled model)"] = PocketSphinx()
         for extra in ns.asr_model or []:
             recognisers[f"faster-whisper {Path(extra).name}"] = FasterWhisper(extra, ns.threads)
         for name, tr in recognisers.items():
@@ -240,6 +246,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    default=[1, 2, 3, 4], help="concurrent stream counts to try, in order")
     p.add_argument("--threads", type=int, default=2, help="recogniser CPU threads (WER/RTF)")
     p.add_argument("--asr-model", action="append", help="another faster-whisper model dir")
+    p.add_argument("--recogniser", type=lambda s: s.split(","), default=["whisper"],
+                   help="built-in recognisers for WER/RTF: whisper, pocketsphinx (benchmark "
+                        "only: pip install pocketsphinx); comma-separated")
     p.add_argument("--wer-from", help="reuse the WER/RTF part (and transcripts) of a report")
     p.add_argument("--url", help="a running tolk server (default: start one with --serve)")
     p.add_argument("--serve", action="store_true", help="start `tolk serve` for the live part")
