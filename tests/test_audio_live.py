@@ -5,6 +5,7 @@ grows as a phrase is spoken."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ def pcm() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def live_server() -> Iterator[tuple[str, EchoEngine]]:
+def live_server() -> Iterator[tuple[str, EchoEngine, Any]]:
     from support.live_server import serve_in_thread
 
     engine = EchoEngine(token_delay_s=0.003)
@@ -66,7 +67,7 @@ def live_server() -> Iterator[tuple[str, EchoEngine]]:
     svc.vad_config = VadConfig(partial_every_ms=250)
     app.state.tolk.audio = svc
     with serve_in_thread(app, ws_max_size=2**20) as url:
-        yield url.replace("http", "ws") + "/v1/stream", engine
+        yield url.replace("http", "ws") + "/v1/stream", engine, app.state.tolk
 
 
 def run_stream(url: str, pcm: np.ndarray, **start: Any) -> list[dict[str, Any]]:
@@ -87,9 +88,9 @@ def run_stream(url: str, pcm: np.ndarray, **start: Any) -> list[dict[str, Any]]:
     return frames
 
 
-def test_partial_transcripts_are_translated_live(live_server: tuple[str, EchoEngine],
+def test_partial_transcripts_are_translated_live(live_server: tuple[str, EchoEngine, Any],
                                                  pcm: np.ndarray) -> None:
-    url, engine = live_server
+    url, engine, _ = live_server
     frames = run_stream(url, pcm, live=True, quality="fast")
     said = [f for f in frames if f["type"] == "transcript" and f["segment"] == 0]
     out = [f for f in frames if f["type"] != "transcript" and f["segment"] == 0]
@@ -119,9 +120,9 @@ def test_partial_transcripts_are_translated_live(live_server: tuple[str, EchoEng
     assert engine.running() == 0
 
 
-def test_quality_reaches_each_phrase_translation(live_server: tuple[str, EchoEngine],
+def test_quality_reaches_each_phrase_translation(live_server: tuple[str, EchoEngine, Any],
                                                  pcm: np.ndarray) -> None:
-    url, _ = live_server
+    url, _, _ = live_server
     frames = run_stream(url, pcm[: 16000 * 2], quality="quality", partials=False)
     done = [f for f in frames if f["type"] == "complete"]
     assert done and all(f["quality"] == "quality" for f in done)
@@ -134,9 +135,9 @@ def test_quality_reaches_each_phrase_translation(live_server: tuple[str, EchoEng
             assert json.loads(ws.recv())["code"] == "bad_request"
 
 
-async def test_sdk_exposes_live_translations(live_server: tuple[str, EchoEngine],
+async def test_sdk_exposes_live_translations(live_server: tuple[str, EchoEngine, Any],
                                              pcm: np.ndarray) -> None:
-    url, _ = live_server
+    url, _, _ = live_server
 
     async def chunks() -> Any:
         data = pcm.astype("<i2").tobytes()
@@ -159,3 +160,25 @@ async def test_sdk_exposes_live_translations(live_server: tuple[str, EchoEngine]
         text = await seg.translation
         assert text == seg.translation.text == seg.translation.stable != ""
         assert seg.translation.complete is not None and seg.translation.tentative == ""
+
+
+def test_disconnect_mid_phrase_frees_live_requests(live_server: tuple[str, EchoEngine, Any],
+                                                   pcm: np.ndarray) -> None:
+    url, engine, state = live_server
+    data = pcm.astype("<i2").tobytes()
+    with connect(url) as ws:
+        ws.recv()
+        ws.send(json.dumps({"type": "audio_start", "id": "A1", "source": "en",
+                            "targets": ["fi"], "live": True}))
+        for i in range(0, len(data), 3200):
+            ws.send(data[i:i + 3200])
+            time.sleep(0.025)
+            with contextlib.suppress(TimeoutError):
+                if json.loads(ws.recv(timeout=0))["type"] == "partial":
+                    break  # a live request is open: leave in the middle of the phrase
+        else:
+            pytest.fail("no partial translation")
+    deadline = time.monotonic() + 5
+    while state.audio.streams or state.pipeline.admission.inflight or engine.running():
+        assert time.monotonic() < deadline, "live requests not freed after the disconnect"
+        time.sleep(0.02)
