@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +21,32 @@ from .models import ModelSpec, RouteSpec
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
 EngineKind = Literal["vllm", "echo", "fake"]
 AsrBackend = Literal["faster-whisper", "vllm", "off"]
+# What a request is, for its engine priority: decided by the request, not by its transport.
+RequestKind = Literal["translate", "live", "audio"]
+
+
+class Priorities(BaseModel):
+    """Engine priority by kind of request (lower runs first under priority scheduling).
+
+    Conversation traffic (a plain request's first sentence, live updates, audio segments)
+    goes before bulk work (the rest of a split input, a plain request over `bulk_chars`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    translate: int = 0  # a plain request (its first sentence, when split)
+    live: int = 0  # a live request's hypotheses
+    audio: int = 0  # an audio segment's translation, every sentence of it
+    bulk: int = 1  # the rest of a split plain request; a long unsplit one
+    bulk_chars: int = Field(1000, ge=1)
+
+    def of(self, kind: RequestKind, chars: int, split: bool) -> tuple[int, int]:
+        """(first sentence, the rest) for a request of this kind and length."""
+        if kind != "translate":
+            own = self.live if kind == "live" else self.audio
+            return own, own
+        if not split and chars > self.bulk_chars:
+            return self.bulk, self.bulk
+        return self.translate, self.bulk
 
 
 class Settings(BaseSettings):
@@ -63,6 +89,7 @@ class Settings(BaseSettings):
     priority_scheduling: bool = Field(
         True, description="Schedule the engine by priority: live traffic before bulk work."
     )
+    priorities: Priorities = Field(default_factory=Priorities)
 
     # Limits
     max_text_chars: int = Field(4000, ge=1)

@@ -7,8 +7,8 @@ source order; `targets` runs one job per target language. No transport and no ad
 A job runs on the first model of its route; a model that fails before the first output
 (dead, not ready, overloaded, an engine error) hands it to the next one (fallback). The
 first sentence of a split input goes to the engine alone, the rest once it has produced
-its first output (staged submission) and at a lower priority; a long input's rest is
-split only then (head-first planning, `Job.tail`).
+its first output (staged submission) and at the job's `rest_priority` (bulk, for plain
+input); a long input's rest is split only then (head-first planning, `Job.tail`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ from .result_cache import CachedResult, ResultCache
 _PIECES = re.compile(r"\s*\S+\s*|\s+")
 #: The queue key of the tail's message (head-first planning).
 _TAIL = -1
-#: Added to the priority of every sentence after the first of a split input.
-BULK_PRIORITY = 1
 
 
 class Generator:
@@ -184,7 +182,7 @@ class Generator:
             params = variant.params
             try:
                 if k:
-                    params = dataclasses.replace(params, priority=params.priority + BULK_PRIORITY)
+                    params = dataclasses.replace(params, priority=job.rest_priority)
                     await gate.wait()
                 async with aclosing(engine.generate(prompt, params, rid)) as deltas:
                     async for delta in deltas:

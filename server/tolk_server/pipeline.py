@@ -35,6 +35,7 @@ from tolk.protocol import (
 
 from .admission import Admission, Ticket
 from .auth import Principal
+from .config import RequestKind
 from .generation import Generator
 from .markup import MarkupMode
 from .markup_jobs import markup_frames
@@ -133,11 +134,13 @@ class Pipeline:
 
     def submit(self, opts: TranslateOptions, who: Principal, sessions: SessionStore | None,
                rid: str | None = None, connection_inflight: int | None = None,
-               mode: MarkupMode | None = None) -> Run:
+               mode: MarkupMode | None = None, kind: RequestKind = "translate") -> Run:
         """Plan and admit a validated request, or raise `ProtocolError` (already counted).
-        The caller must release the returned run (`async with run`, or `run.release()`)."""
+        The caller must release the returned run (`async with run`, or `run.release()`).
+        `kind` (a plain request, a live one, an audio segment) sets its engine priority."""
         rid = rid or opts.id or self.new_id()
-        return self._submit([opts], who, sessions, rid, connection_inflight, mode).runs[0]
+        return self._submit([opts], who, sessions, rid, connection_inflight, mode,
+                            kind).runs[0]
 
     def submit_many(self, texts: list[TranslateOptions], who: Principal,
                     sessions: SessionStore | None, mode: MarkupMode | None = None) -> Batch:
@@ -147,11 +150,12 @@ class Pipeline:
 
     def _submit(self, texts: list[TranslateOptions], who: Principal,
                 sessions: SessionStore | None, rid: str, connection_inflight: int | None,
-                mode: MarkupMode | None) -> Batch:
+                mode: MarkupMode | None, kind: RequestKind = "translate") -> Batch:
         t0 = time.perf_counter()
         modes = [mode or MarkupMode.of(o.format) for o in texts]
         try:
-            plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, sessions=sessions)
+            plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, sessions=sessions,
+                                       kind=kind)
                      for o, m in zip(texts, modes, strict=True)]
             ticket = self.admission.admit(
                 who, rid, sum(map(len, plans)),

@@ -6,6 +6,7 @@ sentence split, prompt rendering and the result-cache key. No I/O, no engine cal
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import uuid
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from tolk.protocol import ErrorCode, Granularity, ProtocolError, TranslateOptions
 
-from .config import Settings
+from .config import RequestKind, Settings
 from .engine import Engine, GenerationParams
 from .glossary import GlossaryStore, relevant_terms
 from .langdetect import LanguageDetector
@@ -65,6 +66,8 @@ class Job:
     # (run off the event loop, after that sentence is submitted) gives all the parts and
     # variants once the rest is split.
     tail: Tail | None = None
+    # The engine priority of every sentence after the first (bulk work, for plain input).
+    rest_priority: int = 1
 
     @property
     def split(self) -> bool:
@@ -106,10 +109,11 @@ class Planner:
         rid: str,
         t0: float | None = None,
         sessions: SessionStore | None = None,
+        kind: RequestKind = "translate",
     ) -> list[Job]:
         """Validate a request and render its prompts (one job per target), or raise
         `ProtocolError`: language detection, glossary, session context, sentence split,
-        prompt rendering and cache key."""
+        prompt rendering and cache key. `kind` sets the engine priority."""
         t0 = time.perf_counter() if t0 is None else t0
         if not opts.text.strip():
             raise ProtocolError(ErrorCode.BAD_REQUEST, "text must not be empty", rid)
@@ -163,6 +167,11 @@ class Planner:
                     rest = functools.cache(functools.partial(split_sentences, head[1], source))
                 else:
                     sentences = split_sentences(opts.text, source) if run.split else [opts.text]
+            first, later = self.settings.priorities.of(
+                kind, len(opts.text), rest is not None or len(sentences) > 1)
+            runs = [dataclasses.replace(r, params=dataclasses.replace(r.params, priority=first))
+                    for r in runs]
+            run = runs[0]
             ctx = tuple(t for t in context if t.target_lang == tgt)
 
             def parts_of(texts: list[str], m: ServedModel, tgt: str = tgt,
@@ -186,6 +195,7 @@ class Planner:
                 sessions=sessions, context=ctx, glossary=glossary, prompt=parts[0].prompt,
                 variants=_variants(chain, runs, per_model),
                 tail=None if rest is None else _tail(rest, parts_of, chain, runs, per_model),
+                rest_priority=later,
             ))
         return jobs
 

@@ -162,7 +162,7 @@ class LiveSession:
             if detected is not None and detected != self.job.target:
                 self.opts = self.opts.model_copy(update={"source": detected})
         opts = self.opts.model_copy(update={"text": text})
-        job = self.planner.plan(opts, self.job.id)[0]
+        job = self.planner.plan(opts, self.job.id, kind="live")[0]
         self.job.source = job.source
         forced = self.ag.stable if self.force_prefix else ""
         out: list[str] = []
