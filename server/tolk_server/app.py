@@ -57,10 +57,16 @@ def build_engine(settings: Settings) -> Engine:
 
 
 def build_models(settings: Settings) -> ModelSet:
-    """`[[models]]` / `--model NAME=PATH`: one engine each, with its share of the cache."""
-    n = len(settings.models)
+    """`[[models]]` / `--model NAME=PATH`: one engine each, with its share of the cache;
+    `url` (`NAME=ws://…`): another tolk server, through the SDK."""
+    n = sum(spec.url is None for spec in settings.models)
     served = []
+    remotes = []
     for spec in settings.models:
+        if spec.url is not None:
+            remotes.append(spec)
+            continue
+        assert spec.path is not None
         share = settings.model_copy(update={
             "model": spec.path, "profile": spec.profile,
             "kv_cache_gib": spec.kv_cache_gib or max(1, (settings.kv_cache_gib or 2) // n),
@@ -68,6 +74,16 @@ def build_models(settings: Settings) -> ModelSet:
                                        or settings.gpu_memory_utilization / n)})
         served.append(ServedModel(spec.name, build_engine(share),
                                   resolve_profile(spec.path, spec.profile), spec.max_inflight))
+    if remotes:
+        from .remote_engine import RemoteEngine, remote_profile
+
+        local = {c for m in served for c in m.profile.languages}
+        for spec in remotes:
+            served.append(ServedModel(spec.name, RemoteEngine.from_spec(spec),
+                                      remote_profile(spec.languages or local),
+                                      spec.max_inflight))
+        order = [spec.name for spec in settings.models]  # as declared
+        served.sort(key=lambda m: order.index(m.name))
     return ModelSet(served, settings.routes)
 
 

@@ -21,8 +21,9 @@ log = logging.getLogger("tolk.cli")
 def _engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (lowest precedence)")
     p.add_argument("--model", action="append",
-                   help="model directory, HF id, or profile name; or NAME=PATH, repeatable, "
-                        "for several models in one server")
+                   help="model directory, HF id, or profile name; or NAME=PATH "
+                        "(NAME=ws://HOST:PORT: another tolk server), repeatable, for several "
+                        "models in one server")
     p.add_argument("--profile", help="prompt profile name or TOML path")
     p.add_argument("--engine", choices=["vllm", "echo", "fake"],
                    help="vllm, or echo: the engine double (fake is an alias)")
@@ -50,7 +51,8 @@ def _settings(ns: argparse.Namespace) -> Settings:
     if specs:
         if len(specs) != len(given):
             raise SystemExit("tolk: --model: use NAME=PATH for every model, or one plain path")
-        overrides["models"] = [m.model_copy(update={"path": model_arg(m.path, {})})
+        overrides["models"] = [m if m.path is None else
+                               m.model_copy(update={"path": model_arg(m.path, {})})
                                for m in specs]
     elif len(given) > 1:
         raise SystemExit("tolk: --model: several models need names: --model NAME=PATH")

@@ -177,7 +177,7 @@ async def ready(request: Request) -> JSONResponse:
     st = _state(request)
     models = [{"name": m.name, "state": m.state()} for m in st.models.default]
     if st.ready:
-        degraded = any(m["state"] != "ready" for m in models)
+        degraded = any(m["state"] not in ("ready", "connected") for m in models)
         return JSONResponse({"status": "degraded" if degraded else "ready",
                              "model": st.model_name, "models": models})
     detail = "engine dead" if st.models.dead else "loading"

@@ -15,6 +15,8 @@ stay in a chain; the next one in a chain is the fallback.
     [[routes]]
     quality = "fast"
     models = ["small", "demo"]
+
+A model may be another tolk server (`url`, reached through the SDK: `remote_engine`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .engine import Engine, GenerationParams
 from .modes import QUALITIES, Mode, Quality, resolve_modes
 from .profiles import Profile
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+REMOTE_SCHEMES = ("ws://", "wss://", "http://", "https://")
+#: `EngineInfo.name` of a remote tolk server's adapter.
+REMOTE = "remote"
 
 
 class ModelSpec(BaseModel):
@@ -38,14 +43,28 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=NAME_PATTERN)
-    path: str
+    path: str | None = None
     profile: str | None = None
+    # A remote model: another tolk server (`url`), its API key in the environment variable
+    # `api_key_env`, the languages it serves (default: those of the local models).
+    url: str | None = None
+    api_key_env: str | None = None
+    languages: list[str] | None = None
+    connect_timeout_s: float = Field(2.0, gt=0, le=60)
     # This model's share of the KV cache (CPU, GiB) or of GPU memory (fraction);
     # default: an equal share of the server's setting.
     kv_cache_gib: int | None = Field(None, ge=1)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     # Requests this model takes at once before it counts as overloaded (then: fallback).
     max_inflight: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _path_or_url(self) -> ModelSpec:
+        if (self.path is None) == (self.url is None):
+            raise ValueError(f"model {self.name!r}: give either `path` or `url`")
+        if self.url is not None and not self.url.startswith(REMOTE_SCHEMES):
+            raise ValueError(f"model {self.name!r}: `url` must be ws://, wss://, http(s)://")
+        return self
 
 
 class RouteSpec(BaseModel):
@@ -67,6 +86,8 @@ def parse_model_arg(value: str) -> ModelSpec | None:
     name, sep, path = value.partition("=")
     if not sep or not name or "/" in name:
         return None
+    if path.startswith(REMOTE_SCHEMES):  # NAME=ws://host:port: another tolk server
+        return ModelSpec(name=name, url=path)
     return ModelSpec(name=name, path=path)
 
 
@@ -89,7 +110,13 @@ class ServedModel:
     def overloaded(self) -> bool:
         return self.max_inflight is not None and self.inflight >= self.max_inflight
 
+    @property
+    def remote(self) -> bool:
+        return self.engine.info.name == REMOTE
+
     def state(self) -> str:
+        if self.remote:
+            return "connected" if self.engine.ready else "disconnected"
         if self.engine.dead:
             return "dead"
         return "ready" if self.engine.ready else "loading"
@@ -123,6 +150,9 @@ class ModelSet:
         self.models = {m.name: m for m in models}
         if not self.models:
             raise ValueError("no models to serve")
+        if next(iter(self.models.values())).remote:
+            raise ValueError("the first model must be a local one (live input runs on it); "
+                             "put a remote model later, or first in a route")
         self.routes = list(routes)
         for route in self.routes:
             unknown = [n for n in route.models if n not in self.models]
@@ -160,7 +190,9 @@ class ModelSet:
 
     @property
     def all_dead(self) -> bool:
-        return all(m.engine.dead for m in self.models.values())
+        """Every local engine is dead (a remote model is never dead: it may reconnect)."""
+        local = [m for m in self.models.values() if not m.remote]
+        return bool(local) and all(m.engine.dead for m in local)
 
     @property
     def dead(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,8 @@ from tolk_models import DEMO_DIR, PROFILE_DIR
 
 from .modes import Mode, Quality
 
-TemplateKind = Literal["completion", "chat", "structured"]
+# "remote": another tolk server (remote_engine); its "prompt" is the request as JSON.
+TemplateKind = Literal["completion", "chat", "structured", "remote"]
 # Renders chat messages to a prompt string (the tokenizer's chat template).
 ChatTemplater = Callable[[list[dict[str, Any]], Mapping[str, Any]], str]
 
@@ -128,6 +130,9 @@ def render(
     `context` (earlier turns), `note` (surrounding text) and `glossary` (term → required
     translation) are used only when the profile supports them.
     """
+    if profile.template == "remote":  # the peer renders its own prompt
+        return json.dumps({"text": text, "source": source, "target": target,
+                           "glossary": dict(glossary or {})}, ensure_ascii=False)
     context = context if profile.supports_context else ()
     prefix = ""
     if note and profile.supports_context:

@@ -189,6 +189,20 @@ class AsyncClient:
     def is_closed(self) -> bool:
         return self._closed
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to the server is open now."""
+        return any(conn.is_open for conn in self._connections)
+
+    async def connect(self) -> None:
+        """Open a connection now (requests open them on demand); raises `ConnectionError`
+        (after `Reconnect.max_attempts` tries of `Timeout.connect` each)."""
+        if self._closed:
+            raise ConnectionError("the client is closed")
+        self._bind_loop()
+        conn = min(self._connections, key=lambda c: (not c.is_open, c.index))
+        await conn.open()
+
     async def aclose(self) -> None:
         """Close every connection; requests still in flight fail with `ConnectionError`."""
         self._closed = True

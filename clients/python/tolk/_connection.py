@@ -152,6 +152,10 @@ class Connection:
 
     # -- connecting ------------------------------------------------------------------------
 
+    async def open(self) -> None:
+        """Open the connection unless it is open (shared with a connect in progress)."""
+        await self._ensure_open()
+
     async def _ensure_open(self) -> None:
         if self._closed:
             raise ConnectionError("the client is closed")
