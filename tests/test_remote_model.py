@@ -112,3 +112,29 @@ def test_model_specs_for_remote_models() -> None:
     with pytest.raises(ValueError, match="first model must be a local"):
         ModelSet([ServedModel("peer", RemoteEngine("ws://h:1"), remote_profile(["en"])),
                   ServedModel("local", EchoEngine(), remote_profile(["en"]))])
+
+
+def test_the_config_example_loads() -> None:
+    example = Path(__file__).parents[1] / "deploy" / "tolk-fallback.toml"
+    s = load_settings(str(example))
+    assert [(m.name, m.url) for m in s.models] == [("demo", None), ("peer", "ws://10.0.0.2:8000")]
+    assert s.models[1].api_key_env == "TOLK_PEER_KEY" and s.routes[0].models == ["demo", "peer"]
+    assert s.priorities.of("live", 5000, split=False) == (0, 0)
+
+
+def test_sdk_connect_and_connected() -> None:
+    import asyncio
+
+    import tolk
+
+    async def main() -> None:
+        client = tolk.AsyncClient(transport=tolk.MockTransport(tolk.MockServer()))
+        assert not client.connected
+        await client.connect()
+        assert client.connected
+        await client.aclose()
+        assert not client.connected
+        with pytest.raises(tolk.ConnectionError):
+            await client.connect()
+
+    asyncio.run(main())
