@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tolk-priority-bench", description=__doc__)
     ap.add_argument("--model", default="models/demo")
     ap.add_argument("--engine", default="vllm", help="vllm, or echo (a smoke run)")
+    ap.add_argument("--max-num-seqs", type=int, help="the engine's batch (default: tolk's)")
     ap.add_argument("--data", required=True, help="TSV english<TAB>finnish")
     ap.add_argument("--long", required=True, help="a text file: one bulk input (~500 words)")
     ap.add_argument("--bulk", type=int, default=8, help="long inputs kept in flight")
@@ -124,13 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     sentences = [p.en for p in pairs[100:100 + ns.n] if len(p.en.split()) >= 4]
     long_text = Path(ns.long).read_text(encoding="utf-8").strip()
     report: dict[str, Any] = {"model": ns.model, "bulk_inputs": ns.bulk,
+                              "max_num_seqs": ns.max_num_seqs,
                               "bulk_words": len(long_text.split()),
                               "live_sentences": len(sentences), "runs": {}}
     for name, on in (("priority", "true"), ("fcfs", "false")):
         port = free_port()
         env = child_env({**TOLK_BENCH_ENV, "TOLK_PRIORITY_SCHEDULING": on})
-        with ServerProcess(name, tolk_command(port, ["--model", ns.model,
-                                                       "--engine", ns.engine]),
+        flags = ["--model", ns.model, "--engine", ns.engine]
+        if ns.max_num_seqs:
+            flags += ["--max-num-seqs", str(ns.max_num_seqs)]
+        with ServerProcess(name, tolk_command(port, flags),
                            f"http://127.0.0.1:{port}/ready", env, Path(ns.logs) / f"{name}.log"):
             r = asyncio.run(measure(f"ws://127.0.0.1:{port}/v1/stream", sentences, long_text,
                                     ns.bulk, ns.warmup_s))
