@@ -107,6 +107,19 @@ def test_tolk_listen_prints_transcript_and_translation(audio_server: str, meetin
     assert np.isfinite(float(out[2].split("s ")[0].strip("[ ")))
 
 
+def test_tolk_listen_live_prints_each_phrase_once(audio_server: str, meeting_wav: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from tolk_server.cli import build_parser
+
+    ns = build_parser().parse_args(["listen", str(meeting_wav), "--target", "fi", "--source",
+                                    "en", "--url", audio_server, "--fast", "--live",
+                                    "--quality", "fast"])
+    assert ns.func(ns) == 0
+    out = capsys.readouterr().out.splitlines()  # not a terminal: final lines only
+    assert len(out) == 4 and out[1].startswith("  fi: ") and out[3].startswith("  fi: ")
+    assert "meeting" in out[0].lower() and len(out[1]) > len("  fi: ")
+
+
 def test_readme_speech_example_runs_with_a_file(audio_server: str, meeting_wav: Path,
                                                 tmp_path: Path) -> None:
     """The README's (product page's) example, as written, with meeting.wav in its directory."""
