@@ -190,28 +190,37 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out")
 
 
+DISPLAYS = {"all": (0, "all"), "mask1": (1, "all"), "mask2": (2, "all"), "mask3": (3, "all"),
+            "extend": (0, "extend"), "extend+mask1": (1, "extend"),
+            "extend+mask2": (2, "extend"), "stable": (0, "none")}
+
+
 def mask_k(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Erasure and LAAL had the display hidden the last k tentative words, or shown only the
-    stable text ("stable"), recomputed from the same partials. `corpus_erasure` is the total
-    erased over the total final length; the mean is per sentence."""
+    """Erasure and LAAL had the server shown the tentative text by another display policy
+    (mask-k, "extend", stable only: `LivePolicy.shown_tentative`), recomputed from the same
+    partials; meaningful when the server sent them unmasked (`live_tentative=all`, mask 0).
+    `corpus_erasure` is the total erased over the total final length; the mean is per
+    sentence."""
     from tolk_server.live.metrics import laal, normalized_erasure
-    from tolk_server.live.session import masked
+    from tolk_server.live.policy import LivePolicy
 
     out = {}
-    for k in ("0", "1", "2", "3", "stable"):
+    for name, (k, how) in DISPLAYS.items():
+        policy = LivePolicy(mask_words=k, tentative=how)  # type: ignore[arg-type]
         ne, la, erased, total = [], [], 0.0, 0
         for r in results:
             final = r["frame"]["translation"]
-            seq = [(n, st + ("" if k == "stable" else masked(te, int(k))))
-                   for n, st, te in r["shown"][:-1]]
+            seq: list[tuple[int, str]] = []
+            for n, st, te in r["shown"][:-1]:
+                seq.append((n, st + policy.shown_tentative(seq[-1][1] if seq else "", st, te)))
             e = normalized_erasure([o for _, o in seq], final)
             ne.append(e)
             erased += e * max(1, len(final))
             total += max(1, len(final))
             la.append(laal(seq, final, r["source_len"]))
-        out[k] = {"normalized_erasure_mean": round(statistics.fmean(ne), 4),
-                  "corpus_erasure": round(erased / total, 4),
-                  "laal_chars_mean": round(statistics.fmean(la), 2)}
+        out[name] = {"normalized_erasure_mean": round(statistics.fmean(ne), 4),
+                     "corpus_erasure": round(erased / total, 4),
+                     "laal_chars_mean": round(statistics.fmean(la), 2)}
     return out
 
 

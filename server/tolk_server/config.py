@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .live.policy import LivePolicy
 from .models import ModelSpec, RouteSpec
 
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
@@ -128,6 +129,11 @@ class Settings(BaseSettings):
                                  "N words stay tentative (not committed) until final.")
     live_mask_words: int = Field(0, ge=0, le=16,
                                  description="Hide the last N tentative words (mask-k).")
+    live_agree: int = Field(2, ge=2, le=8, description="LocalAgreement-n: N consecutive "
+                            "hypotheses must agree before words become stable.")
+    live_tentative: Literal["all", "extend", "none"] = Field(
+        "all", description="When tentative text is shown: always, only when it extends the "
+        "shown text, or never (stable text only).")
     key_file: Path = Field(
         default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
         / "keys.json"
@@ -176,6 +182,9 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
+    def live_policy(self) -> LivePolicy:
+        return LivePolicy(self.live_force_prefix, self.live_agree, self.live_hold_words,
+                          self.live_mask_words, self.live_tentative)
 
 
 def is_loopback(host: str) -> bool:

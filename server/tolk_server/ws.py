@@ -292,7 +292,7 @@ class Connection:
         if isinstance(frame, UpdateFrame):
             s = st.settings
             session = LiveSession(st.pipeline, frame, run.jobs[0], s.live_idle_s,
-                                  s.live_force_prefix, s.live_mask_words, s.live_hold_words)
+                                  s.live_policy())
             self.live[rid] = session
         task = asyncio.create_task(self._run(run, session))
         self.requests.open(rid, task, run.targets, run.tagged)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -165,11 +166,64 @@ def _split(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text) or [""]
 
 
+class _Live:
+    """One mock live request: stable = the words two consecutive translations agree on."""
+
+    def __init__(self, frame: dict[str, Any], source: str) -> None:
+        self.frame = frame
+        self.source = source
+        self.prev: str | None = None
+        self.stable = ""
+        self.updates = 0
+        self.partials = 0
+        self.resets = 0
+        self.shown = ""
+        self.erased = 0
+
+    def step(self, translation: str, final: bool) -> dict[str, Any]:
+        reset = not translation.startswith(self.stable)
+        if reset:
+            self.resets += 1
+            self.stable = _common_words(self.stable, translation)
+        if final:
+            self.stable = translation
+        elif self.prev is not None and not reset:
+            agreed = _common_words(self.prev, translation)
+            if len(agreed) > len(self.stable):
+                self.stable = agreed
+        self.prev = translation
+        self.partials += 1
+        shown = self.shown
+        self.shown = translation
+        self.erased += len(shown) - len(os.path.commonprefix([shown, translation]))
+        out = {"type": "partial", "id": self.frame["id"], "version": self.updates,
+               "stable": self.stable, "tentative": translation[len(self.stable):]}
+        if reset:
+            out["reset"] = True
+        return out
+
+
+def _common_words(a: str, b: str) -> str:
+    out = []
+    for x, y in zip(_split(a), _split(b), strict=False):
+        if x != y:
+            break
+        out.append(x)
+    return "".join(out)
+
+
 class MockServer:
     """A handler speaking protocol v1: `ready`, then for each `translate` a `start`, one
     `token` per word and a `complete`; `cancel` ends a request with `cancelled`; `ping` gets
     `pong`. `translate(text, source, target)` makes the translation (default: the words in
-    reverse order). `api_key`: require `Authorization: Bearer <key>`."""
+    reverse order). `api_key`: require `Authorization: Bearer <key>`.
+
+    Live input: the first `update` for an id gets a `start`, every `update` a `partial`
+    (`stable`: the words the translations of two consecutive texts agree on; `reset` when a
+    translation contradicts it), and the `final` one a `complete` with `live` figures.
+    An `update` for a `translate` id gets an `error` with `about: update`; `cancel` ends a
+    live request with `cancelled`.
+    `live` holds the `update` frames per id."""
 
     def __init__(
         self,
@@ -189,6 +243,7 @@ class MockServer:
         self.requests: list[dict[str, Any]] = []
         self.cancelled: list[str] = []
         self.completed: list[str] = []
+        self.live: dict[str, list[dict[str, Any]]] = {}
 
     async def __call__(self, conn: MockServerConnection) -> None:
         if self.api_key is not None:
@@ -200,6 +255,7 @@ class MockServer:
         await conn.send({"type": "ready", "protocol": 1, "model": "mock",
                          "languages": list(self.languages), "auth": self.api_key is not None})
         tasks: dict[str, asyncio.Task[None]] = {}
+        lives: dict[str, _Live] = {}
         try:
             while (frame := await conn.receive()) is not None:
                 kind = frame.get("type")
@@ -213,8 +269,14 @@ class MockServer:
                     task = asyncio.get_running_loop().create_task(self._run(conn, frame))
                     tasks[rid] = task
                     task.add_done_callback(functools.partial(_forget, tasks, rid))
+                elif kind == "update" and isinstance(rid, str):
+                    await self._update(conn, frame, rid, rid in tasks, lives)
                 elif kind == "cancel" and isinstance(rid, str):
-                    if rid in tasks:
+                    if lives.pop(rid, None) is not None:
+                        self.cancelled.append(rid)
+                        await conn.send({"type": "error", "id": rid, "code": "cancelled",
+                                         "message": "cancelled by client"})
+                    elif rid in tasks:
                         self.cancelled.append(rid)
                         tasks[rid].cancel()
                     else:
@@ -226,6 +288,44 @@ class MockServer:
         finally:
             for task in tasks.values():
                 task.cancel()
+
+    async def _update(self, conn: MockServerConnection, frame: dict[str, Any], rid: str,
+                      is_translate: bool, lives: dict[str, _Live]) -> None:
+        live = lives.get(rid)
+        if is_translate:
+            await conn.send({"type": "error", "id": rid, "code": "bad_request", "about": "update",
+                             "message": "this id is a translate request in flight; an update "
+                             "needs a live request"})
+            return
+        target = frame.get("target", "")
+        self.live.setdefault(rid, []).append(frame)
+        if live is None:
+            source = frame.get("source") or "auto"
+            if source == "auto":
+                source = next((lang for lang in self.languages if lang != target), "en")
+            if target not in self.languages:
+                await conn.send({"type": "error", "id": rid, "code": "unsupported_language",
+                                 "message": f"unsupported target language {target!r}"})
+                return
+            live = lives[rid] = _Live(frame, source)
+            await conn.send({"type": "start", "id": rid, "request_id": f"mock-{rid}",
+                             "source": source, "target": target})
+        live.frame = frame
+        live.updates += 1
+        final = bool(frame.get("final"))
+        translation = self.translate(frame.get("text", ""), live.source, target)
+        await conn.send(live.step(translation, final))
+        if final:
+            await conn.send({
+                "type": "complete", "id": rid, "translation": translation,
+                "source": live.source, "target": target, "tokens": len(_split(translation)),
+                "first_token_ms": 0.0, "latency_ms": 0.0, "finish_reason": "stop",
+                "live": {"updates": live.updates, "partials": live.partials,
+                         "resets": live.resets, "laal": 0.0,
+                         "normalized_erasure": live.erased / max(1, len(translation)),
+                         "first_partial_ms": 0.0, "final_ms": 0.0}})
+            self.completed.append(rid)
+            del lives[rid]  # the id is free again
 
     async def _run(self, conn: MockServerConnection, frame: dict[str, Any]) -> None:
         rid = frame["id"]

@@ -1,4 +1,4 @@
-"""LocalAgreement-2 over target words, with a stable prefix that only a reset may shrink.
+"""LocalAgreement-n over target words, with a stable prefix that only a reset may shrink.
 
 Pure code: no clock, no engine. The server feeds each new hypothesis (the translation of
 the current source text, ideally forced to start with `stable`) and sends what comes out.
@@ -39,18 +39,18 @@ class Step:
 class Agreement:
     """The stable prefix of one live request.
 
-    `stable` grows by the words on which two consecutive hypotheses agree (all but the
-    newest hypothesis's last word, which stays tentative until `final`), and changes
+    `stable` grows by the words on which `agree` consecutive hypotheses agree (all but the
+    newest hypothesis's last `hold_words` words, which stay tentative until `final`), and changes
     otherwise only through a reset (a source edit under it, or a hypothesis that
     contradicts it), which the caller must report as `reset: true`.
     """
 
-    def __init__(self, hold_words: int = 1) -> None:
+    def __init__(self, hold_words: int = 1, agree: int = 2) -> None:
         self.hold_words = hold_words
+        self.agree = max(2, agree)
         self.stable = ""
         self.source = ""
-        self._prev: str | None = None
-        self._prev_source = ""
+        self._prevs: list[tuple[str, str]] = []  # the last agree - 1 (hypothesis, source)
         self._depends_on = 0  # source characters the stable part was agreed on
         self._reset = False
         self.resets = 0
@@ -59,8 +59,8 @@ class Agreement:
         """A new source text; True when an edit invalidates the stable part (a reset)."""
         keep = _common_len(self.source, text)
         self.source = text
-        if keep < len(self._prev_source):
-            self._prev = None  # the last hypothesis no longer answers a prefix of the text
+        # a hypothesis of a text that is no longer a prefix of the source stops counting
+        self._prevs = [(h, s) for h, s in self._prevs if len(s) <= keep]
         if self.stable and keep < self._depends_on:
             self._shrink("")
             return True
@@ -72,8 +72,10 @@ class Agreement:
             self._shrink(common_words(self.stable, hyp))
         if final:
             self.stable = hyp
-        elif self._prev is not None:
-            agreed = common_words(self._prev, hyp)
+        elif len(self._prevs) == self.agree - 1:
+            agreed = hyp
+            for prev, _ in self._prevs:
+                agreed = common_words(prev, agreed)
             # the newest hypothesis's last words stay tentative: a longer source may still
             # change them (an inflection, a full stop, a better word)
             held = "".join(words(hyp)[: -self.hold_words or None])
@@ -81,15 +83,15 @@ class Agreement:
                 agreed = held
             if len(agreed) > len(self.stable) and agreed.startswith(self.stable):
                 self.stable = agreed
-                self._depends_on = len(self._prev_source)
-        self._prev, self._prev_source = hyp, self.source
+                self._depends_on = len(self._prevs[0][1])
+        self._prevs = [*self._prevs, (hyp, self.source)][-(self.agree - 1):]
         step = Step(self.stable, hyp[len(self.stable):], self._reset)
         self._reset = False
         return step
 
     def _shrink(self, stable: str) -> None:
         self.stable = stable
-        self._prev = None
+        self._prevs = []
         self._reset = True
         self.resets += 1
         if not stable:

@@ -31,6 +31,8 @@ from ..pipeline import Pipeline
 from ..planning import Job, Planner
 from .agreement import Agreement, words
 from .metrics import common_prefix_len, laal
+from .policy import LivePolicy
+from .policy import masked as masked  # re-exported: the bench and tests use it
 
 log = logging.getLogger("tolk.live")
 HISTORY_MAX = 4096  # partials kept for LAAL; erasure is counted as they come
@@ -38,8 +40,7 @@ HISTORY_MAX = 4096  # partials kept for LAAL; erasure is counted as they come
 
 class LiveSession:
     def __init__(self, pipeline: Pipeline, first: UpdateFrame, job: Job,
-                 idle_s: float, force_prefix: bool = True, mask_words: int = 0,
-                 hold_words: int = 1) -> None:
+                 idle_s: float, policy: LivePolicy | None = None) -> None:
         self.pipeline = pipeline
         self.planner = pipeline.planner
         self.engine = pipeline.generator.engine
@@ -47,9 +48,8 @@ class LiveSession:
         self.opts = first.model_copy(update={"split": False, "source": job.source})
         self.job = job
         self.idle_s = idle_s
-        self.force_prefix = force_prefix
-        self.mask_words = mask_words
-        self.ag = Agreement(hold_words)
+        self.policy = policy or LivePolicy()
+        self.ag = Agreement(self.policy.hold_words, self.policy.agree)
         self._pending: tuple[str, int, bool, float] | None = None
         self._arrived = asyncio.Event()  # any update
         self._wake = asyncio.Event()  # an update that supersedes the hypothesis in the making
@@ -131,7 +131,8 @@ class LiveSession:
                 if not (grows or edited):
                     continue
             step = self.ag.push(hyp, final=final)
-            tentative = step.tentative if final else masked(step.tentative, self.mask_words)
+            tentative = step.tentative if final else self.policy.shown_tentative(
+                "" if step.reset else self._shown, step.stable, step.tentative)
             yield self._partial(version, step.stable, tentative, step.reset, len(text))
             if final:
                 yield self._complete(text, hyp, t_update)
@@ -164,7 +165,7 @@ class LiveSession:
         opts = self.opts.model_copy(update={"text": text})
         job = self.planner.plan(opts, self.job.id, kind="live")[0]
         self.job.source = job.source
-        forced = self.ag.stable if self.force_prefix else ""
+        forced = self.ag.stable if self.policy.force_prefix else ""
         out: list[str] = []
 
         async def pump() -> None:
@@ -236,11 +237,6 @@ class LiveSession:
         done["live"]["engine_tokens"] = self.engine_tokens
         done["quality"] = job.quality
         return done
-
-
-def masked(tentative: str, k: int) -> str:
-    """The tentative text without its last `k` words (mask-k, Arivazhagan et al. 2020)."""
-    return "".join(words(tentative)[:-k]) if k > 0 else tentative
 
 
 def settled(text: str) -> str:
