@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -195,12 +194,17 @@ class _Live:
         self.partials += 1
         shown = self.shown
         self.shown = translation
-        self.erased += len(shown) - len(os.path.commonprefix([shown, translation]))
+        self.erased += len(shown) - len(_common_chars(shown, translation))
         out = {"type": "partial", "id": self.frame["id"], "version": self.updates,
                "stable": self.stable, "tentative": translation[len(self.stable):]}
         if reset:
             out["reset"] = True
         return out
+
+
+def _common_chars(a: str, b: str) -> str:
+    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return a[:n]
 
 
 def _common_words(a: str, b: str) -> str:
