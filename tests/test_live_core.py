@@ -1,4 +1,5 @@
-"""The pure live core: LocalAgreement-2's stable prefix (property tests) and the metrics."""
+"""The pure live core: LocalAgreement-n's stable prefix (property tests), the display
+policy, and the metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from tolk_server.live.agreement import Agreement, common_words, words
 from tolk_server.live.metrics import laal, normalized_erasure
+from tolk_server.live.policy import LivePolicy
 
 WORD = st.sampled_from(["a", "bb", "ccc", "d.", "ee,", "ff"])
 TEXT = st.lists(WORD, max_size=8).map(" ".join)
@@ -28,18 +30,36 @@ def sessions(draw: st.DrawFn) -> list[tuple[str, str, bool]]:
     return steps
 
 
+POLICY = st.builds(LivePolicy, agree=st.integers(2, 4), hold_words=st.integers(0, 2),
+                   mask_words=st.integers(0, 3),
+                   tentative=st.sampled_from(["all", "extend", "none"]),
+                   tentative_words=st.integers(0, 2))
+
+
 @settings(max_examples=300, deadline=None)
-@given(sessions())
-def test_stable_never_changes_without_reset(steps: list[tuple[str, str, bool]]) -> None:
-    ag = Agreement()
+@given(sessions(), POLICY)
+def test_stable_never_changes_without_reset(steps: list[tuple[str, str, bool]],
+                                            policy: LivePolicy) -> None:
+    ag = Agreement(policy.hold_words, policy.agree)
     prev_stable = ""
     shown: list[str] = []
     hyp = ""
+    display = ""
     for src, cont, forced in steps:
         edited = ag.set_source(src)
         hyp = (ag.stable + cont) if forced else cont  # forced: a prompt continuation
         step = ag.push(hyp)
         assert step.stable + step.tentative == hyp
+        # what the client is shown: the stable text and a whole-word head of the tentative
+        tent = policy.shown_tentative("" if step.reset else display, step.stable,
+                                      step.tentative)
+        assert step.tentative.startswith(tent) and len(words(tent)) <= len(words(
+            step.tentative))
+        if policy.tentative_words:
+            assert len(words(tent)) <= policy.tentative_words
+        if policy.tentative == "none":
+            assert tent == ""
+        display = step.stable + tent
         if not step.reset:
             assert not edited
             assert step.stable.startswith(prev_stable)
@@ -85,6 +105,26 @@ def test_local_agreement_commits_what_two_hypotheses_share() -> None:
         last = ag.push(hyp)
     assert last.stable == "Hyvää"  # the last word waits for a longer hypothesis
     assert not ag.set_source("Good morning!!")
+
+
+def test_local_agreement_3_and_the_display_policy() -> None:
+    ag = Agreement(hold_words=0, agree=3)
+    for src, hyp in [("a ", "x y"), ("a b ", "x y z"), ("a b c ", "x q z")]:
+        ag.set_source(src)
+        last = ag.push(hyp)
+    assert last.stable == "x"  # only the word all three hypotheses share
+    assert not ag.set_source("a b c d ")
+    assert ag.push("x q z w").stable == "x"  # "x y z" is still one of the three
+    ag.set_source("a b c d e ")
+    assert ag.push("x q z w").stable == "x q z"  # hold 0: the newest's words may commit
+    p = LivePolicy(mask_words=1, tentative_words=1)
+    assert p.shown_tentative("", "x", " a b c") == " a"
+    assert p.shown_tentative("", "x", " a") == ""
+    ext = LivePolicy(tentative="extend")
+    assert ext.shown_tentative("x a b", "x", " a b c") == " a b c"  # extends: shown
+    assert ext.shown_tentative("x a b", "x", " a q c") == " a"  # keeps what still holds
+    assert ext.shown_tentative("x a b", "x y", " c") == ""  # the stable text moved past it
+    assert LivePolicy(tentative="none").shown_tentative("", "x", " a") == ""
 
 
 def test_normalized_erasure() -> None:

@@ -121,7 +121,15 @@ async def run_mode(url: str, items: list[tuple[str, str, str, str]], mode: str, 
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(conc)))
-    return summarize(results, plains, time.perf_counter() - t0, tokenizer)
+    wall = time.perf_counter() - t0
+    out = summarize(results, plains, wall, tokenizer)
+    out["by_direction"] = {}
+    for src in dict.fromkeys(r["src"] for r in results):
+        tgt = "fi" if src == "en" else "en"
+        out["by_direction"][f"{src}-{tgt}"] = summarize(
+            [r for r in results if r["src"] == src],
+            [p for p in plains if p["live"]["src"] == src], wall, tokenizer)
+    return out
 
 
 def summarize(results: list[dict[str, Any]], plains: list[dict[str, Any]],
@@ -184,15 +192,17 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--modes", default="typed,word")
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unforced server")
-    ap.add_argument("--mask-words", type=int, default=0,
-                    help="the server's live_mask_words (display_mask_k recomputes 0-3 anyway)")
+    ap.add_argument("--live", action="append", default=[], metavar="NAME=VALUE",
+                    help="a live policy setting for both servers, e.g. mask_words=0 "
+                    "(TOLK_LIVE_MASK_WORDS); default: the server's defaults")
     ap.add_argument("--logs", default="/tmp/tolk-live-bench")
     ap.add_argument("--out")
 
 
-DISPLAYS = {"all": (0, "all"), "mask1": (1, "all"), "mask2": (2, "all"), "mask3": (3, "all"),
-            "extend": (0, "extend"), "extend+mask1": (1, "extend"),
-            "extend+mask2": (2, "extend"), "stable": (0, "none")}
+DISPLAYS = {"all": (0, "all", 0), "mask1": (1, "all", 0), "mask2": (2, "all", 0),
+            "mask3": (3, "all", 0), "extend": (0, "extend", 0), "extend+mask2": (2, "extend", 0),
+            "cap1": (0, "all", 1), "mask1+cap1": (1, "all", 1), "mask2+cap1": (2, "all", 1),
+            "mask3+cap1": (3, "all", 1), "stable": (0, "none", 0)}
 
 
 def mask_k(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -205,8 +215,9 @@ def mask_k(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     from tolk_server.live.policy import LivePolicy
 
     out = {}
-    for name, (k, how) in DISPLAYS.items():
-        policy = LivePolicy(mask_words=k, tentative=how)  # type: ignore[arg-type]
+    for name, (k, how, cap) in DISPLAYS.items():
+        policy = LivePolicy(mask_words=k, tentative=how,  # type: ignore[arg-type]
+                            tentative_words=cap)
         ne, la, erased, total = [], [], 0.0, 0
         for r in results:
             final = r["frame"]["translation"]
@@ -235,7 +246,7 @@ def run(ns: argparse.Namespace) -> int:
     items = [(p.en, "en", "fi", p.fi) for p in pairs] + [(p.fi, "fi", "en", p.en) for p in pairs]
     report: dict[str, Any] = {"model": ns.model, "sentences_per_direction": ns.n,
                               "speed": ns.speed, "chars_per_s": CHARS_PER_S,
-                              "words_per_s": WORDS_PER_S, "runs": {}}
+                              "words_per_s": WORDS_PER_S, "live_policy": ns.live, "runs": {}}
     try:
         from transformers import AutoTokenizer
 
@@ -245,8 +256,8 @@ def run(ns: argparse.Namespace) -> int:
     servers = [("forced", "true")] + ([] if ns.no_baseline else [("unforced", "false")])
     for name, force in servers:
         port = free_port()
-        env = child_env({**TOLK_BENCH_ENV, "TOLK_LIVE_FORCE_PREFIX": force,
-                         "TOLK_LIVE_MASK_WORDS": str(ns.mask_words)})
+        policy = {f"TOLK_LIVE_{k.upper()}": v for k, v in (a.split("=", 1) for a in ns.live)}
+        env = child_env({**TOLK_BENCH_ENV, **policy, "TOLK_LIVE_FORCE_PREFIX": force})
         cmd = tolk_command(port, ["--model", ns.model])
         with ServerProcess(name, cmd, f"http://127.0.0.1:{port}/ready", env,
                            Path(ns.logs) / f"{name}.log"):
@@ -263,7 +274,7 @@ def run(ns: argparse.Namespace) -> int:
                                              tokenizer=tokenizer))
                     report["runs"][key] = r
                     print(key, json.dumps(r), file=sys.stderr, flush=True)
-    write_json_report(report, ns.out)
+                    write_json_report(report, ns.out)  # each run as it ends
     return 0
 
 

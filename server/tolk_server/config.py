@@ -125,12 +125,14 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(1800.0, gt=0)
     live_idle_s: float = Field(60.0, gt=0, description="A live request with no update expires.")
     live_force_prefix: bool = Field(True, description="Force the stable prefix on hypotheses.")
-    live_hold_words: int = Field(1, ge=1, le=16, description="The newest hypothesis's last "
+    live_hold_words: int = Field(1, ge=0, le=16, description="The newest hypothesis's last "
                                  "N words stay tentative (not committed) until final.")
     live_mask_words: int = Field(0, ge=0, le=16,
                                  description="Hide the last N tentative words (mask-k).")
     live_agree: int = Field(2, ge=2, le=8, description="LocalAgreement-n: N consecutive "
                             "hypotheses must agree before words become stable.")
+    live_tentative_words: int = Field(0, ge=0, le=64, description="Show at most N tentative "
+                                      "words, after the mask (0: no cap).")
     live_tentative: Literal["all", "extend", "none"] = Field(
         "all", description="When tentative text is shown: always, only when it extends the "
         "shown text, or never (stable text only).")
@@ -184,7 +186,8 @@ class Settings(BaseSettings):
 
     def live_policy(self) -> LivePolicy:
         return LivePolicy(self.live_force_prefix, self.live_agree, self.live_hold_words,
-                          self.live_mask_words, self.live_tentative)
+                          self.live_mask_words, self.live_tentative,
+                          self.live_tentative_words)
 
 
 def is_loopback(host: str) -> bool:

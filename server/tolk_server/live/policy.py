@@ -3,7 +3,8 @@
 The defaults are the measured ones (README, "Live input"). `agree` is LocalAgreement-n
 (n consecutive hypotheses must agree before words become stable), `hold_words` keeps the
 newest hypothesis's last words tentative, `mask_words` hides the last k tentative words
-(mask-k), and `tentative` decides when tentative text is shown at all:
+(mask-k), `tentative_words` shows at most that many of the rest (the next words after the
+stable text are the likeliest to last), and `tentative` decides when tentative text is shown at all:
 "all" (always), "extend" (only when it extends what the client already shows, so a
 changed hypothesis never erases shown text; the text falls back to the stable part plus
 the tentative words still shown that the new hypothesis keeps), or "none" (stable only).
@@ -27,12 +28,15 @@ class LivePolicy:
     hold_words: int = 1
     mask_words: int = 0
     tentative: Tentative = "all"
+    tentative_words: int = 0  # at most this many tentative words shown (0: no cap)
 
     def shown_tentative(self, shown: str, stable: str, tentative: str) -> str:
         """The tentative text to send, given what the client shows now (`shown`)."""
         if self.tentative == "none":
             return ""
         tentative = masked(tentative, self.mask_words)
+        if self.tentative_words > 0:
+            tentative = "".join(words(tentative)[: self.tentative_words])
         if self.tentative == "all" or (stable + tentative).startswith(shown):
             return tentative
         if not shown.startswith(stable):  # the stable part moved past it: nothing to keep
