@@ -120,7 +120,7 @@ def test_local_agreement_3_and_the_display_policy() -> None:
     p = LivePolicy(mask_words=1, tentative_words=1)
     assert p.shown_tentative("", "x", " a b c") == " a"
     assert p.shown_tentative("", "x", " a") == ""
-    ext = LivePolicy(tentative="extend")
+    ext = LivePolicy(tentative="extend", mask_words=0, tentative_words=0)
     assert ext.shown_tentative("x a b", "x", " a b c") == " a b c"  # extends: shown
     assert ext.shown_tentative("x a b", "x", " a q c") == " a"  # keeps what still holds
     assert ext.shown_tentative("x a b", "x y", " c") == ""  # the stable text moved past it

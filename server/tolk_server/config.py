@@ -127,11 +127,11 @@ class Settings(BaseSettings):
     live_force_prefix: bool = Field(True, description="Force the stable prefix on hypotheses.")
     live_hold_words: int = Field(1, ge=0, le=16, description="The newest hypothesis's last "
                                  "N words stay tentative (not committed) until final.")
-    live_mask_words: int = Field(0, ge=0, le=16,
+    live_mask_words: int = Field(2, ge=0, le=16,
                                  description="Hide the last N tentative words (mask-k).")
     live_agree: int = Field(2, ge=2, le=8, description="LocalAgreement-n: N consecutive "
                             "hypotheses must agree before words become stable.")
-    live_tentative_words: int = Field(0, ge=0, le=64, description="Show at most N tentative "
+    live_tentative_words: int = Field(1, ge=0, le=64, description="Show at most N tentative "
                                       "words, after the mask (0: no cap).")
     live_tentative: Literal["all", "extend", "none"] = Field(
         "all", description="When tentative text is shown: always, only when it extends the "

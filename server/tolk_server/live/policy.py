@@ -26,9 +26,9 @@ class LivePolicy:
     force_prefix: bool = True
     agree: int = 2
     hold_words: int = 1
-    mask_words: int = 0
+    mask_words: int = 2
     tentative: Tentative = "all"
-    tentative_words: int = 0  # at most this many tentative words shown (0: no cap)
+    tentative_words: int = 1  # at most this many tentative words shown (0: no cap)
 
     def shown_tentative(self, shown: str, stable: str, tentative: str) -> str:
         """The tentative text to send, given what the client shows now (`shown`)."""
