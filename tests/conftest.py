@@ -86,6 +86,8 @@ def engine_settings() -> Settings:
         max_num_seqs=32,
         max_model_len=1024,
         dtype="float32",
+        live_mask_words=0,  # live partials show the whole tentative text (no mask, no cap)
+        live_tentative_words=0,
     )
 
 
