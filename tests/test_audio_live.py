@@ -61,8 +61,9 @@ def live_server() -> Iterator[tuple[str, EchoEngine, Any]]:
 
     engine = EchoEngine(token_delay_s=0.003)
     engine.translate = in_order
-    app = create_app(Settings(engine="fake", audio_max_speed=100.0), engine=engine,
-                     profile=TINY_PROFILE)
+    # partials show the whole tentative text (no mask, no cap: not the server's default)
+    app = create_app(Settings(engine="fake", audio_max_speed=100.0, live_mask_words=0,
+                              live_tentative_words=0), engine=engine, profile=TINY_PROFILE)
     svc = AudioService(app.state.tolk.settings, transcriber=GrowingTranscriber())
     svc.vad_config = VadConfig(partial_every_ms=250)
     app.state.tolk.audio = svc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from tolk import AsyncClient, Client, MockServer, MockTransport
 
@@ -73,4 +74,8 @@ def test_mock_live_sync_and_cancel() -> None:
             assert first is not None and first.tentative == "HELLO THERE"
         # leaving the block before `complete` cancels the live request on the server
         assert client.translate("ok", target="fi").translation == "OK"
+        for _ in range(500):  # the cancel is sent in the background
+            if server.cancelled:
+                break
+            time.sleep(0.01)
     assert len(server.cancelled) == 1 and server.cancelled[0] in server.live

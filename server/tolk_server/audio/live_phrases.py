@@ -75,8 +75,7 @@ class LivePhrases:
             await self.port.send(frame)
             return None
         s = st.settings
-        live = LiveSession(st.pipeline, first, run.jobs[0], s.live_idle_s, s.live_force_prefix,
-                           s.live_mask_words, s.live_hold_words)
+        live = LiveSession(st.pipeline, first, run.jobs[0], s.live_idle_s, s.live_policy())
         self.spawn(self._run(run, live, todo, target))
         return live
 
