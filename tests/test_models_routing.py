@@ -6,13 +6,14 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import TINY_PROFILE, wait_ready
-from tolk_server.app import create_app
+from tolk_server.app import build_models, create_app
 from tolk_server.cli import _settings, build_parser
 from tolk_server.config import Settings
 from tolk_server.decoding import beam_search, mbr_select
@@ -21,6 +22,7 @@ from tolk_server.engine import Delta, EngineError, GenerationParams
 from tolk_server.models import ModelSet, RouteSpec, ServedModel
 from tolk_server.modes import Mode
 
+ROOT = Path(__file__).resolve().parents[1]
 SV_PROFILE = TINY_PROFILE.model_copy(update={"name": "sv", "languages": {"en": "English",
                                                                          "sv": "Swedish"}})
 
@@ -178,6 +180,23 @@ def test_model_flags_and_toml(tmp_path: Any) -> None:
     assert s.models[0].kv_cache_gib == 3 and s.routes[0].models == ["big"]
     with pytest.raises(ValueError, match="unknown"):
         ModelSet([ServedModel("a", FakeEngine(), TINY_PROFILE)], [RouteSpec(models=["zz"])])
+
+
+def test_shipped_two_model_config_routes_fast_to_demo_small(serve: Any, monkeypatch: Any
+                                                            ) -> None:
+    """deploy/demo-models.toml: demo-small serves "fast" (demo behind it), demo the rest."""
+    monkeypatch.chdir(ROOT)
+    s = _settings(build_parser().parse_args(["serve", "--config", "deploy/demo-models.toml",
+                                             "--engine", "fake"]))
+    models = build_models(s)
+    assert [m.name for m in models.chain("fast", "en", "fi")] == ["demo-small", "demo"]
+    for quality in ("balanced", "quality"):
+        assert models.chain(quality, "fi", "en")[0].name == "demo"
+    assert models.models["demo-small"].profile.name == "tolk-demo-small"
+    client = serve(list(models.models.values()), s.routes)
+    assert translate(client, quality="fast")["model"] == "demo-small"
+    assert translate(client)["model"] == "demo"
+    assert translate(client, quality="quality", target="en", source="fi")["model"] == "demo"
 
 
 def test_beam_search_finds_what_greedy_misses() -> None:

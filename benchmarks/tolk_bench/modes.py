@@ -3,6 +3,7 @@ end-to-end latency p50/p95 per mode at given concurrencies, all through one `tol
 
     python -m tolk_bench.modes --model models/demo --limit 0 --requests 48 \\
         --out benchmarks/results/modes-cpu
+    python -m tolk_bench.modes --config deploy/demo-models.toml ...   # several models
 
 Every request carries `quality`; the result cache is off. Latency is measured by the client
 (the Python SDK): call → first streamed chunk, call → `complete`.
@@ -32,12 +33,14 @@ async def _chrf(url: str, mode: str, pairs: list[Pair], concurrency: int) -> dic
     from tolk import AsyncClient
 
     out: dict[str, Any] = {}
+    served_by: set[str] = set()
     async with AsyncClient(url, pool_size=4, timeout=300) as client:
         sem = asyncio.Semaphore(concurrency)
 
         async def one(text: str, src: str, tgt: str) -> str:
             async with sem:
                 r = await client.translate(text=text, source=src, target=tgt, quality=mode)  # type: ignore[arg-type]
+                served_by.add(str(r.frame.get("model")))
                 return r.translation
 
         for src, tgt in DIRECTIONS:
@@ -47,6 +50,7 @@ async def _chrf(url: str, mode: str, pairs: list[Pair], concurrency: int) -> dic
             hyps = await asyncio.gather(*(one(t, src, tgt) for t in texts))
             out[f"{src}-{tgt}"] = {**scores(list(hyps), refs),
                                    "wall_s": round(time.perf_counter() - t0, 1)}
+    out["served_by"] = sorted(served_by)
     return out
 
 
@@ -87,16 +91,18 @@ async def _latency(url: str, mode: str, pairs: list[Pair], concurrency: int,
 
 def table(doc: dict[str, Any]) -> list[str]:
     levels = doc["concurrency"]
-    head = "| mode | decoding | chrF en→fi | chrF fi→en |"
-    rule = "|---|---|---|---|"
+    head = "| mode | model | decoding | chrF en→fi | chrF fi→en |"
+    rule = "|---|---|---|---|---|"
     for c in levels:
         head += f" first p50 / p95 @{c} (ms) | e2e p50 / p95 @{c} (ms) |"
         rule += "---|---|"
     lines = [head, rule]
     for mode in doc["modes"]:
         m = doc["results"][mode]
-        row = (f"| `{mode}` | {m['decoding']} | {m['chrf'].get('en-fi', {}).get('chrf', 0):.1f} "
-               f"| {m['chrf'].get('fi-en', {}).get('chrf', 0):.1f} |")
+        model = ", ".join(m["chrf"].get("served_by", [])) or doc["model"]
+        chrf = {d: m["chrf"].get(d, {}).get("chrf", 0) for d in ("en-fi", "fi-en")}
+        row = (f"| `{mode}` | {model} | {m['decoding']} | {chrf['en-fi']:.1f} "
+               f"| {chrf['fi-en']:.1f} |")
         for c in levels:
             lat = m["latency"][str(c)]
             row += (f" {lat['first_ms_p50']:.0f} / {lat['first_ms_p95']:.0f} |"
@@ -108,6 +114,9 @@ def table(doc: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tolk_bench.modes", description=__doc__)
     ap.add_argument("--model", default="models/demo")
+    ap.add_argument("--config", default=None,
+                    help="server TOML (e.g. `[[models]]` and `[[routes]]`); --model is then "
+                         "only the profile the decoding column is read from")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="TSV lines for chrF (0: all)")
     ap.add_argument("--modes", default=",".join(MODES))
@@ -125,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "TOLK_CACHE_ENTRIES": "0"}
     cmd = [sys.executable, "-m", "tolk_server.cli", "serve", "--model", ns.model,
            "--port", str(port), *ns.serve_arg]
+    if ns.config:
+        cmd += ["--config", ns.config]
     ns.out.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {"machine": machine_info(), "model": ns.model, "lines": len(pairs),
+    doc: dict[str, Any] = {"machine": machine_info(), "model": ns.model, "config": ns.config,
+                           "lines": len(pairs),
                            "modes": modes, "concurrency": levels, "results": {}}
     url = f"ws://127.0.0.1:{port}"
     with ServerProcess("tolk", cmd, f"http://127.0.0.1:{port}/ready", env,
