@@ -154,6 +154,10 @@ def summarize(results: list[dict[str, Any]], plains: list[dict[str, Any]],
         "partials": sum(x["partials"] for x in lives),
         "engine_tokens": sum(x.get("engine_tokens", 0) for x in lives),
     }
+    out["slowest_finals"] = [  # what to look at when final_ms has a tail
+        {"final_ms": round(r["final_ms"], 1), "source": r["text"],
+         "translation": r["frame"]["translation"], "live": r["frame"]["live"]}
+        for r in sorted(results, key=lambda r: -r["final_ms"])[:5]]
     out["display_mask_k"] = mask_k(results)
     if plains:
         hyps = [p["live"]["frame"]["translation"] for p in plains]
@@ -191,6 +195,7 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--speed", type=float, default=1.0, help="time compression of the replay")
     ap.add_argument("--modes", default="typed,word")
     ap.add_argument("--concurrency", default="1,8")
+    ap.add_argument("--directions", default="en-fi,fi-en", help="which directions to replay")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unforced server")
     ap.add_argument("--live", action="append", default=[], metavar="NAME=VALUE",
                     help="a live policy setting for both servers, e.g. mask_words=0 "
@@ -268,7 +273,8 @@ def run(ns: argparse.Namespace) -> int:
                                                           ns.concurrency.split(",")):
                         continue
                     n1 = ns.n1 if conc == 1 and ns.n1 else ns.n
-                    sel = items[:n1] + items[len(pairs):len(pairs) + n1]
+                    sel = [it for it in items[:n1] + items[len(pairs):len(pairs) + n1]
+                           if f"{it[1]}-{it[2]}" in ns.directions.split(",")]
                     key = f"{name}/{mode}/c{conc}"
                     r = asyncio.run(run_mode(url, sel, mode, conc, ns.speed, plain=True,
                                              tokenizer=tokenizer))
