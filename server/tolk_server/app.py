@@ -48,6 +48,16 @@ def model_path(settings: Settings) -> str:
     return settings.model or str(DEMO_DIR)
 
 
+def translation_share(settings: Settings) -> Settings:
+    """With Whisper on vLLM, the GPU memory left to the translation engine(s)."""
+    if settings.asr_backend != "vllm":
+        return settings
+    rest = settings.gpu_memory_utilization - settings.asr_gpu_memory_utilization
+    if rest < 0.05:
+        raise ValueError("gpu_memory_utilization must exceed asr_gpu_memory_utilization")
+    return settings.model_copy(update={"gpu_memory_utilization": rest})
+
+
 def build_engine(settings: Settings) -> Engine:
     if settings.engine in ("echo", "fake"):
         return EchoEngine(token_delay_s=settings.fake_token_delay_ms / 1000)
@@ -96,10 +106,10 @@ def create_app(
     settings = settings or Settings()
     owns_engine = engine is None and models is None
     if models is None and settings.models and engine is None:
-        models = build_models(settings)
+        models = build_models(translation_share(settings))
     if models is None:
         profile = profile or resolve_profile(model_path(settings), settings.profile)
-        models = ModelSet.single(engine or build_engine(settings), profile)
+        models = ModelSet.single(engine or build_engine(translation_share(settings)), profile)
     engine, profile = models.primary.engine, models.primary.profile
     metrics = Metrics()
     pipeline = Pipeline(
@@ -131,6 +141,8 @@ def create_app(
             if owns_engine:
                 for m in models.default:
                     await m.engine.shutdown()
+            if state.audio is not None:  # its engine, if it has one
+                await state.audio.shutdown()
 
     app = FastAPI(
         title="tolk",
@@ -178,6 +190,10 @@ def _audio_service(settings: Settings) -> object:
     except ImportError:  # pragma: no cover - a server installed without the `audio` extra
         log.info("speech input off: install tolk[audio]")
         return None
+    if settings.asr_backend == "vllm" and settings.asr_model:
+        from .audio.vllm_transcriber import VllmWhisper  # started with the engine
+
+        return AudioService(settings, transcriber=VllmWhisper(settings, settings.asr_model))
     return AudioService(settings)
 
 
@@ -186,6 +202,8 @@ async def _start_engine(state: ServerState) -> None:
         for m in state.models.default:  # one after another: each takes its share
             if not m.engine.ready:
                 await m.engine.start()
+        if state.audio is not None:  # the recogniser's engine, if it has one
+            await state.audio.start()
         await asyncio.to_thread(state.pipeline.planner.detector.load)
         state.engine_ready.set()
         log.info("engine ready: %s", state.model_name)

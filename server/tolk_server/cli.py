@@ -253,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="speech recogniser for audio streams (default faster-whisper)")
     serve.add_argument("--asr-model", help="faster-whisper model dir (default: bundled "
                        "tiny.en), or HF Whisper weights with --asr-backend vllm")
+    serve.add_argument("--asr-gpu-memory-utilization", type=float,
+                       help="--asr-backend vllm on a GPU: the recogniser's share (default 0.1)")
     serve.add_argument("--log-level")
     serve.set_defaults(func=cmd_serve)
 

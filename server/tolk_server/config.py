@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         None, description="faster-whisper model dir (default: the bundled tiny.en), or HF "
         "Whisper weights with asr_backend=vllm.")
     asr_threads: int = Field(2, ge=1, description="CPU threads of the recogniser.")
+    asr_gpu_memory_utilization: float = Field(
+        0.10, gt=0, lt=1, description="asr_backend=vllm on a GPU: the recogniser's share of "
+        "GPU memory, taken from gpu_memory_utilization's.")
+    asr_kv_cache_gib: int = Field(1, ge=1, description="asr_backend=vllm on a CPU host: the "
+                                  "recogniser's KV cache (GiB).")
     asr_workers: int = Field(1, ge=1, description="Phrases recognised at once (all streams).")
     audio_max_s: float = Field(4 * 3600.0, gt=0, description="Longest audio stream.")
     audio_idle_s: float = Field(10.0, gt=0, description="No audio nor audio_end: error.")
@@ -165,6 +170,13 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [k.strip() for k in v.split(",") if k.strip()]
         return v
+
+    @model_validator(mode="after")
+    def _asr_weights(self) -> Settings:
+        if self.asr_backend == "vllm" and not self.asr_model:
+            raise ValueError("asr_backend=vllm needs asr_model: a directory of HF-format "
+                             "Whisper weights (--asr-model PATH)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -176,12 +176,14 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     st = _state(request)
     models = [{"name": m.name, "state": m.state()} for m in st.models.default]
+    asr = st.audio.describe() if st.audio is not None else {"backend": "off"}
     if st.ready:
-        degraded = any(m["state"] not in ("ready", "connected") for m in models)
+        degraded = (any(m["state"] not in ("ready", "connected") for m in models)
+                    or asr.get("state") == "dead")
         return JSONResponse({"status": "degraded" if degraded else "ready",
-                             "model": st.model_name, "models": models})
+                             "model": st.model_name, "models": models, "asr": asr})
     detail = "engine dead" if st.models.dead else "loading"
-    return JSONResponse({"status": detail, "models": models}, status_code=503)
+    return JSONResponse({"status": detail, "models": models, "asr": asr}, status_code=503)
 
 
 def _guard(request: Request, public: bool) -> JSONResponse | None:

