@@ -84,6 +84,7 @@ class VllmWhisper:
         self._max_tokens = 0
         self._ids = itertools.count()
         self._dead = False
+        self._stopped = False
 
     async def start(self) -> None:
         if self._llm is not None:
@@ -163,11 +164,13 @@ class VllmWhisper:
         return last.outputs[0]
 
     def describe(self) -> dict[str, Any]:
-        state = "dead" if self.dead else "ready" if self.ready else "loading"
+        state = ("stopped" if self._stopped else "dead" if self.dead
+                 else "ready" if self.ready else "loading")
         return {"backend": "vllm", "model": self.model, "state": state,
                 "multilingual": self.multilingual}
 
     async def shutdown(self) -> None:
+        self._stopped = True
         if self._llm is not None:
             stop_engine_processes()
             self._llm.shutdown()
