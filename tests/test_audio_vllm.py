@@ -9,18 +9,17 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from test_audio_ws import audio_start, send_pcm, until_complete
+from test_audio_ws import LoadingEngine, audio_start, send_pcm, until_complete
 
 from tolk_bench import speech
 from tolk_server.audio.service import AudioService
 from tolk_server.audio.transcriber import bundled_model_dir
-from tolk_server.audio.vllm_transcriber import decoder_prompt, is_multilingual
+from tolk_server.audio.vllm_transcriber import VllmWhisper, decoder_prompt, is_multilingual
 from tolk_server.config import Settings
 
 
@@ -43,21 +42,17 @@ def test_task_prompt_and_multilingual_flag(tmp_path: Path) -> None:
     assert is_multilingual(tmp_path)
 
 
-def test_vllm_backend_needs_weights_and_refuses_audio_until_loaded() -> None:
+def test_vllm_backend_needs_weights_and_refuses_audio_until_loaded(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="--asr-model PATH"):
         Settings(engine="fake", asr_backend="vllm")
+    with pytest.raises(FileNotFoundError, match="HF-format Whisper"):
+        VllmWhisper(Settings(engine="fake", asr_backend="vllm", asr_model=str(tmp_path)),
+                    str(tmp_path))
 
-    class Loading:  # an engine-backed recogniser that has not started
-        ready = dead = False
-
-        async def start(self) -> None: ...
-        async def shutdown(self) -> None: ...
-        def describe(self) -> dict[str, Any]:
-            return {"state": "loading"}
-
-    svc = AudioService(Settings(engine="fake"), transcriber=Loading())  # type: ignore[arg-type]
+    engine = LoadingEngine()
+    svc = AudioService(Settings(engine="fake"), transcriber=engine)  # type: ignore[arg-type]
     assert svc.unavailable is not None and "loading" in svc.unavailable
-    Loading.dead = True
+    engine.dead = True
     assert svc.unavailable is not None and "died" in svc.unavailable
 
 

@@ -133,9 +133,23 @@ def test_bad_audio_input_gets_clear_errors(make_client: Any, phrases: np.ndarray
     assert svc.streams == 0
 
 
+class LoadingEngine:
+    """A recogniser with an engine of its own (as `VllmWhisper`) that is not up yet."""
+
+    name, languages, ready, dead = "loading", (), False, False
+
+    async def start(self) -> None: ...
+    async def shutdown(self) -> None: ...
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "vllm", "state": "loading"}
+
+
 def test_speech_off_or_unavailable_is_refused(make_client: Any) -> None:
-    for backend, words in (("off", "off"), ("vllm", "not available")):
+    for backend, words in (("off", "off"), ("faster-whisper", "loading")):
         client: TestClient = make_client(asr_backend=backend)
+        if backend != "off":
+            state = client.app.state.tolk  # type: ignore[attr-defined]
+            state.audio = AudioService(state.settings, transcriber=LoadingEngine())  # type: ignore[arg-type]
         with client.websocket_connect("/v1/stream") as ws:
             ws.receive_json()
             ws.send_json(audio_start())

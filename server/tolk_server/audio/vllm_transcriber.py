@@ -74,6 +74,9 @@ class VllmWhisper:
     """The `AsyncTranscriber` on vLLM. `start` before use (the server's lifespan does it)."""
 
     def __init__(self, settings: Settings, model: str) -> None:
+        if not (Path(model) / "config.json").is_file():
+            raise FileNotFoundError(f"asr_model {model}: no config.json here; pass a directory "
+                                    "of HF-format Whisper weights")
         self.settings = settings
         self.model = model
         self.name = f"vllm:{Path(model).name}"
