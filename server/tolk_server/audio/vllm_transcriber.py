@@ -56,9 +56,12 @@ def whisper_prompt(samples: Samples, decoder: str) -> dict[str, Any]:
 
 def engine_args(settings: Settings, model: str) -> dict[str, Any]:
     """`AsyncEngineArgs` keywords of the recogniser's engine (its own, small, share)."""
+    config = json.loads((Path(model) / "config.json").read_text())
+    audio_tokens = int(config.get("max_source_positions", 1500))  # one phrase, unchunked
     args: dict[str, Any] = {
         "model": model, "dtype": settings.dtype, "seed": settings.seed,
         "max_num_seqs": max(4, settings.asr_workers),
+        "max_num_batched_tokens": max(4096, 2 * audio_tokens),
         "enforce_eager": (settings.enforce_eager if settings.enforce_eager is not None
                           else not has_cuda()),
         "disable_log_stats": True,
