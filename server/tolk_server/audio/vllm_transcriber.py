@@ -139,7 +139,8 @@ class VllmWhisper:
         """The language token Whisper predicts right after <|startoftranscript|>."""
         out = await self._run(whisper_prompt(samples, SOT), max_tokens=1,
                               allowed_token_ids=self._lang_ids)
-        token = self._llm.renderer.get_tokenizer().decode(list(out.token_ids)[:1])
+        tokenizer = self._llm.renderer.get_tokenizer()
+        token = tokenizer.decode(list(out.token_ids)[:1], skip_special_tokens=False)
         return str(token).strip("<|>") or "en"
 
     async def _run(self, prompt: dict[str, Any], **sampling: Any) -> Any:
