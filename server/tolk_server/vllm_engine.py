@@ -76,6 +76,15 @@ def _stop_at(text: str, stop: tuple[str, ...]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def core_processes(llm: Any) -> list[Any] | None:
+    """An `AsyncLLM`'s own core processes (None: not found, so every engine core): with
+    several engines in one server, stopping one must leave the others running."""
+    resources = getattr(getattr(llm, "engine_core", None), "resources", None)
+    manager = getattr(resources, "engine_manager", None)
+    procs = getattr(manager, "processes", None)
+    return list(procs) if isinstance(procs, list) else None
+
+
 class VllmEngine:
     def __init__(self, settings: Settings, model: str) -> None:
         self.settings = settings
@@ -134,12 +143,7 @@ class VllmEngine:
             raise EngineError(f"generation failed: {exc.__cause__ or exc}") from exc
 
     def _core_processes(self) -> list[Any] | None:
-        """This engine's own core processes (None: not found, so every engine core): with
-        several models in one server, stopping one engine must leave the others running."""
-        resources = getattr(getattr(self._llm, "engine_core", None), "resources", None)
-        manager = getattr(resources, "engine_manager", None)
-        procs = getattr(manager, "processes", None)
-        return list(procs) if isinstance(procs, list) else None
+        return core_processes(self._llm)
 
     def _priority(self, params: GenerationParams) -> int:
         return params.priority if self.settings.priority_scheduling else 0

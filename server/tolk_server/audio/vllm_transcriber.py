@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Settings
 from ..engine_shield import call_shielded, stop_engine_processes
-from ..vllm_engine import ENGINE_DRAIN_MARGIN_S, has_cuda
+from ..vllm_engine import ENGINE_DRAIN_MARGIN_S, core_processes, has_cuda
 from .pcm import TARGET_RATE, Samples
 from .transcriber import Transcript
 
@@ -179,6 +179,6 @@ class VllmWhisper:
     async def shutdown(self) -> None:
         self._stopped = True
         if self._llm is not None:
-            stop_engine_processes()
+            stop_engine_processes(core_processes(self._llm))  # its own, not the translator's
             self._llm.shutdown()
             self._llm = None
