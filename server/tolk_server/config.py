@@ -16,7 +16,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .live.policy import LivePolicy
 from .models import ModelSpec, RouteSpec
 
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
@@ -195,11 +194,6 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"config file not found: {path}")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
-
-    def live_policy(self) -> LivePolicy:
-        return LivePolicy(self.live_force_prefix, self.live_agree, self.live_hold_words,
-                          self.live_mask_words, self.live_tentative,
-                          self.live_tentative_words)
 
 
 def is_loopback(host: str) -> bool:

@@ -38,6 +38,7 @@ from tolk.protocol import (
 
 from .audio.stream import AudioPort
 from .auth import Principal, bearer
+from .live.policy import policy_from
 from .live.session import LiveSession
 from .outbox import Outbox, Stalled
 from .pipeline import Run
@@ -292,7 +293,7 @@ class Connection:
         if isinstance(frame, UpdateFrame):
             s = st.settings
             session = LiveSession(st.pipeline, frame, run.jobs[0], s.live_idle_s,
-                                  s.live_policy())
+                                  policy_from(s))
             self.live[rid] = session
         task = asyncio.create_task(self._run(run, session))
         self.requests.open(rid, task, run.targets, run.tagged)

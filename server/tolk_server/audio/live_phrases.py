@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tolk.protocol import AudioStartFrame, ProtocolError, ServerFrame, UpdateFrame, error
 
+from ..live.policy import policy_from
 from ..live.session import LiveSession
 from ..pipeline import Run
 from .session import Translate
@@ -75,7 +76,7 @@ class LivePhrases:
             await self.port.send(frame)
             return None
         s = st.settings
-        live = LiveSession(st.pipeline, first, run.jobs[0], s.live_idle_s, s.live_policy())
+        live = LiveSession(st.pipeline, first, run.jobs[0], s.live_idle_s, policy_from(s))
         self.spawn(self._run(run, live, todo, target))
         return live
 

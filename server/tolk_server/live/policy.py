@@ -14,9 +14,12 @@ Arivazhagan et al. 2020, "Re-translation versus streaming for simultaneous trans
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .agreement import common_words, words
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 Tentative = Literal["all", "extend", "none"]
 
@@ -42,6 +45,12 @@ class LivePolicy:
         if not shown.startswith(stable):  # the stable part moved past it: nothing to keep
             return ""
         return common_words(shown[len(stable):], tentative)
+
+
+def policy_from(s: Settings) -> LivePolicy:
+    """The server's live policy, from its settings (`TOLK_LIVE_*`, the config file)."""
+    return LivePolicy(s.live_force_prefix, s.live_agree, s.live_hold_words, s.live_mask_words,
+                      s.live_tentative, s.live_tentative_words)
 
 
 def masked(tentative: str, k: int) -> str:
