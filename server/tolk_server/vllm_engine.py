@@ -85,7 +85,24 @@ def core_processes(llm: Any) -> list[Any] | None:
     return list(procs) if isinstance(procs, list) else None
 
 
-class VllmEngine:
+class EngineLife:
+    """Ready and dead, for an adapter holding one `AsyncLLM` (`_llm`, None until started)."""
+
+    _llm: Any
+    _dead: bool
+
+    @property
+    def ready(self) -> bool:
+        return self._llm is not None and not self.dead
+
+    @property
+    def dead(self) -> bool:
+        if self._llm is not None and bool(self._llm.errored):
+            self._dead = True
+        return self._dead
+
+
+class VllmEngine(EngineLife):
     def __init__(self, settings: Settings, model: str) -> None:
         self.settings = settings
         self.model = model
@@ -202,16 +219,6 @@ class VllmEngine:
 
     def running(self) -> int:
         return 0 if self._llm is None else int(self._llm.get_num_unfinished_requests())
-
-    @property
-    def ready(self) -> bool:
-        return self._llm is not None and not self.dead
-
-    @property
-    def dead(self) -> bool:
-        if self._llm is not None and bool(self._llm.errored):
-            self._dead = True
-        return self._dead
 
     def chat_template(self, messages: list[dict[str, Any]], kwargs: Mapping[str, Any]) -> str:
         if self._tokenizer is None:

@@ -304,12 +304,7 @@ class MockServer:
         target = frame.get("target", "")
         self.live.setdefault(rid, []).append(frame)
         if live is None:
-            source = frame.get("source") or "auto"
-            if source == "auto":
-                source = next((lang for lang in self.languages if lang != target), "en")
-            if target not in self.languages:
-                await conn.send({"type": "error", "id": rid, "code": "unsupported_language",
-                                 "message": f"unsupported target language {target!r}"})
+            if (source := await self._languages(conn, frame)) is None:
                 return
             live = lives[rid] = _Live(frame, source)
             await conn.send({"type": "start", "id": rid, "request_id": f"mock-{rid}",
@@ -331,15 +326,23 @@ class MockServer:
             self.completed.append(rid)
             del lives[rid]  # the id is free again
 
+    async def _languages(self, conn: MockServerConnection, frame: dict[str, Any]) -> str | None:
+        """The request's source language (auto: the other one), or None after an error for
+        an unsupported target."""
+        target = frame.get("target", "")
+        if target not in self.languages:
+            await conn.send({"type": "error", "id": frame["id"], "code": "unsupported_language",
+                             "message": f"unsupported target language {target!r}"})
+            return None
+        source = str(frame.get("source") or "auto")
+        if source == "auto":
+            source = next((lang for lang in self.languages if lang != target), "en")
+        return source
+
     async def _run(self, conn: MockServerConnection, frame: dict[str, Any]) -> None:
         rid = frame["id"]
         target = frame["target"]
-        source = frame.get("source") or "auto"
-        if source == "auto":
-            source = next((lang for lang in self.languages if lang != target), "en")
-        if target not in self.languages:
-            await conn.send({"type": "error", "id": rid, "code": "unsupported_language",
-                             "message": f"unsupported target language {target!r}"})
+        if (source := await self._languages(conn, frame)) is None:
             return
         loop = asyncio.get_running_loop()
         t0 = loop.time()

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Settings
 from ..engine_shield import call_shielded, stop_engine_processes
-from ..vllm_engine import ENGINE_DRAIN_MARGIN_S, core_processes, has_cuda
+from ..vllm_engine import ENGINE_DRAIN_MARGIN_S, EngineLife, core_processes, has_cuda
 from .pcm import TARGET_RATE, Samples
 from .transcriber import Transcript
 
@@ -73,7 +73,7 @@ def engine_args(settings: Settings, model: str) -> dict[str, Any]:
     return args
 
 
-class VllmWhisper:
+class VllmWhisper(EngineLife):
     """The `AsyncTranscriber` on vLLM. `start` before use (the server's lifespan does it)."""
 
     def __init__(self, settings: Settings, model: str) -> None:
@@ -119,16 +119,6 @@ class VllmWhisper:
         self._lang_ids = list(self._langs)
         # Whisper's decoder window (max_target_positions) less the task prompt.
         self._max_tokens = int(self._llm.model_config.max_model_len) - 8
-
-    @property
-    def ready(self) -> bool:
-        return self._llm is not None and not self.dead
-
-    @property
-    def dead(self) -> bool:
-        if self._llm is not None and bool(self._llm.errored):
-            self._dead = True
-        return self._dead
 
     async def transcribe(self, samples: Samples, language: str | None = None) -> Transcript:
         lang = None if language in (None, "auto") else language
