@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tolk_server.chunking import CJK_PUNCT, SPACED_PUNCT, Chunker
 from tolk_server.reassembly import OrderedJoiner
-from tolk_server.segmenter import HEAD_WINDOWS, split_head, split_sentences
+from tolk_server.segmenter import HEAD_WINDOWS, split_head, split_rest, split_sentences
 
 ALPHABET = st.sampled_from(
     list("abcäöå ÄÖ  \n.,!?;:…-'\"0123") + list("你好世界。！？，、；") + ["ﾃ", "🙂"]
@@ -127,7 +127,7 @@ def test_head_first_split_equals_the_full_split(text: str) -> None:
         return
     first, rest = head
     assert first + rest == text
-    assert [first, *split_sentences(rest, lang)] == full
+    assert [first, *split_rest(text, len(first), lang)] == full
 
 
 WORDS = st.sampled_from("The cat sat . Mr. Smith , 3.5 km ! ? \" ( ) e.g. U.S. said "
@@ -141,4 +141,9 @@ def test_head_first_split_equals_the_full_split_generated(words: list[str],
     text = " ".join(words)
     head = split_head(text, lang)
     if head is not None:
-        assert [head[0], *split_sentences(head[1], lang)] == split_sentences(text, lang)
+        full = split_sentences(text, lang)
+        pieces = [head[0], *split_rest(text, len(head[0]), lang)]
+        assert "".join(pieces) == text and all(pieces)
+        # the head ends where the full split ends its first sentence, and the rest is cut
+        # exactly where the full split cuts it
+        assert pieces == full

@@ -23,7 +23,7 @@ from .models import ModelSet, ServedModel, Variant
 from .modes import DEFAULT_QUALITY, Plan, Quality, plan
 from .profiles import PriorTurn, Profile, render
 from .result_cache import cache_key
-from .segmenter import split_head, split_sentences
+from .segmenter import split_head, split_rest, split_sentences
 from .sessions import SessionStore
 
 
@@ -164,7 +164,8 @@ class Planner:
                 head = split_head(opts.text, source) if run.split else None
                 if head is not None:  # the rest is split later, by the job's tail
                     sentences = [head[0]]
-                    rest = functools.cache(functools.partial(split_sentences, head[1], source))
+                    rest = functools.cache(functools.partial(split_rest, opts.text, len(head[0]),
+                                                              source))
                 else:
                     sentences = split_sentences(opts.text, source) if run.split else [opts.text]
             first, later = self.settings.priorities.of(
