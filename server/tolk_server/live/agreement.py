@@ -57,7 +57,7 @@ class Agreement:
 
     def set_source(self, text: str) -> bool:
         """A new source text; True when an edit invalidates the stable part (a reset)."""
-        keep = _common_len(self.source, text)
+        keep = common_prefix_len(self.source, text)
         self.source = text
         # a hypothesis of a text that is no longer a prefix of the source stops counting
         self._prevs = [(h, s) for h, s in self._prevs if len(s) <= keep]
@@ -98,7 +98,8 @@ class Agreement:
             self._depends_on = 0
 
 
-def _common_len(a: str, b: str) -> int:
+def common_prefix_len(a: str, b: str) -> int:
+    """Characters two texts share from the start (what a display keeps between them)."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:

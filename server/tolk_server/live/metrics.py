@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .agreement import words
-
-
-def common_prefix_len(a: str, b: str) -> int:
-    """Characters two texts share from the start (what a display keeps between them)."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+from .agreement import common_prefix_len, words
 
 
 def normalized_erasure(outputs: Sequence[str], final: str) -> float:

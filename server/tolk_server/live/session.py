@@ -29,8 +29,8 @@ from tolk.protocol.types import LiveStats
 from ..engine import EngineError, RequestRejected
 from ..pipeline import Pipeline
 from ..planning import Job, Planner
-from .agreement import Agreement, words
-from .metrics import common_prefix_len, laal
+from .agreement import Agreement, common_prefix_len, words
+from .metrics import laal
 from .policy import LivePolicy
 from .policy import masked as masked  # re-exported: the bench and tests use it
 
