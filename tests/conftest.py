@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,6 +23,17 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 # The tiny test model's profile (tests/support/tiny_model.py), shared with the bench runner.
 TINY_PROFILE_TOML = Path(__file__).parent.parent / "benchmarks" / "profiles" / "tiny.toml"
 TINY_PROFILE = load_profile(TINY_PROFILE_TOML)
+
+
+@pytest.fixture(scope="session")
+def phrases() -> Any:
+    """Two espeak-ng phrases with a pause between them (16 kHz mono s16 samples)."""
+    from tolk_bench import speech
+
+    assert speech.available(), "install Debian's espeak-ng and sox (make system-deps)"
+    pcm, _ = speech.phrases(["The meeting will begin shortly.", "Thank you, Madam President."],
+                            pause_s=0.7)
+    return pcm
 
 
 def wait_ready(client: TestClient, timeout_s: float = 20) -> None:

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from test_audio_ws import LoadingEngine, audio_start, send_pcm, until_complete
 
-from tolk_bench import speech
 from tolk_server.audio.service import AudioService
 from tolk_server.audio.transcriber import bundled_model_dir
 from tolk_server.audio.vllm_transcriber import VllmWhisper, decoder_prompt, is_multilingual
@@ -73,14 +72,6 @@ def whisper_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCli
         wait_ready(client, timeout_s=180)  # the recogniser's engine starts with the server
         yield client
     assert app.state.tolk.audio.engine.describe()["state"] == "stopped"  # with the server
-
-
-@pytest.fixture(scope="module")
-def phrases() -> np.ndarray:
-    assert speech.available(), "install Debian's espeak-ng and sox (make system-deps)"
-    pcm, _ = speech.phrases(["The meeting will begin shortly.", "Thank you, Madam President."],
-                            pause_s=0.7)
-    return pcm
 
 
 @needs_whisper

@@ -16,14 +16,6 @@ from tolk_server.audio.service import AudioService
 from tolk_server.audio.transcriber import EchoTranscriber, bundled_model_dir
 
 
-@pytest.fixture(scope="module")
-def phrases() -> np.ndarray:
-    assert speech.available(), "install Debian's espeak-ng and sox (make system-deps)"
-    pcm, _ = speech.phrases(["The meeting will begin shortly.", "Thank you, Madam President."],
-                            pause_s=0.7)
-    return pcm
-
-
 def echo_client(make_client: Any, **settings: Any) -> tuple[TestClient, AudioService]:
     client: TestClient = make_client(audio_max_speed=1000.0, **settings)
     state = client.app.state.tolk  # type: ignore[attr-defined]
