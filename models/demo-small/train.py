@@ -107,13 +107,7 @@ def train(max_minutes: float | None) -> Any:
                             lr=PEAK, betas=CFG.betas, eps=1e-8)
     state = {"step": 0, "epoch": EPOCH0, "batch_in_epoch": 0, "tokens": 0, "train_seconds": 0.0}
     if ckpts := T.list_ckpts():
-        ck = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        state = ck["state"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        random.setstate(ck["rng"]["python"])
-        T.log(f"resumed from {Path(ckpts[-1]).name}")
+        state = T.resume(ckpts[-1], model, opt)
     else:
         res, _, _ = eval_hf(model, tok, dev)
         T.log(f"layer-dropped start {KEEP}: dev[:{len(dev)}] chrF {res['en-fi'][0]:.1f} / "

@@ -476,6 +476,19 @@ def lr_at(cfg: Config, step: int) -> float:
 
 
 # ===================================================================== checkpoints
+def resume(path, model, opt):
+    """Model, optimiser and RNG states from a checkpoint; the training state it saved."""
+    import torch
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    torch.set_rng_state(ck["rng"]["torch"])
+    random.setstate(ck["rng"]["python"])
+    log(f"resumed from {Path(path).name}")
+    return ck["state"]
+
+
 def list_ckpts():
     return sorted(glob.glob(str(CKPT / "step_*.pt")))
 
@@ -665,13 +678,7 @@ def train(cfg: Config, max_minutes: float | None):
         log(f"the committed model is the phase-3 step-{info['step']} export; nothing to train")
         return tok_dir, None
     if ckpts:
-        ck = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        state = ck["state"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        random.setstate(ck["rng"]["python"])
-        log(f"resumed from {Path(ckpts[-1]).name}")
+        state = resume(ckpts[-1], model, opt)
     log(
         f"model: {n_params / 1e6:.2f}M params; {len(data['tatoeba'])} tatoeba + {len(data['wmt'])} wmt directed examples; "
         f"{sum(len(v) for k, v in data.items() if k.startswith('extra'))} extra; target {final_step(cfg)} steps"
