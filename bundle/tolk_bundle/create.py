@@ -142,12 +142,17 @@ def _wheel_key(filename: str) -> tuple[str, str]:
 
 
 def resolve_lock(requirements: Path, out: Path, target: Target | None = None,
-                 pip_options: Sequence[str] = ()) -> list[Pin]:
-    """Resolve `requirements` for the target platform and write an exact, hashed lock."""
+                 pip_options: Sequence[str] = (), python: str | None = None) -> list[Pin]:
+    """Resolve `requirements` for the target platform and write an exact, hashed lock.
+
+    `python`, an interpreter of the target's version, makes pip evaluate environment markers
+    for the target (with `--python-version` alone it evaluates them for this interpreter)."""
     target = target or Target()
+    interpreter = ["--python", python] if python else []
     with tempfile.TemporaryDirectory(prefix="tolk-lock-") as tmp:
         report = Path(tmp) / "report.json"
-        _run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+        _run([sys.executable, "-m", "pip", *interpreter, "install", "--dry-run",
+              "--ignore-installed",
               "--quiet", "--report", str(report), "--target", str(Path(tmp) / "t"),
               *target.pip_args(), *pip_options, "-r", str(requirements)])
         data = json.loads(report.read_text(encoding="utf-8"))
