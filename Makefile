@@ -33,7 +33,7 @@ $(STAMP): $(BOOTSTRAP) pyproject.toml $(LOCKS)
 	$(PIP) install -q --require-hashes --no-deps -r $(ENGINE_LOCK) -r requirements/dev.lock -r audio-models.lock
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	# Exactly the locked versions: anything else is removed, a difference fails.
-	$(BIN)/python -m tolk_bundle.locking sync $(LOCKS)
+	$(BIN)/python -m tolk_bundle.locking sync --extras $(ENGINE_EXTRA),audio,dev,bench,mic,sphinx $(LOCKS)
 	$(BIN)/python -c "import vllm, transformers; print('engine ok: vllm', vllm.__version__)"
 	touch $(STAMP)
 

@@ -29,6 +29,8 @@ from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+
 from .create import DEFAULT_EXCLUDE_PACKAGES, Target, source_root
 from .locks import (
     BOOTSTRAP_ROOTS,
@@ -307,8 +309,23 @@ def installed() -> dict[str, str]:
     return {key(d.metadata["Name"]): d.version for d in distributions()}
 
 
-def check(root: Path, sync: bool, locks: Sequence[str]) -> int:
-    """This environment against `locks` (by default the CPU path's): 0 differences."""
+def unmet_here(root: Path, extras: Sequence[str], have: Mapping[str, str]) -> list[str]:
+    """tolk's own requirements (base and `extras`) that this environment does not meet."""
+    out: list[str] = []
+    for line in project_requirements(pyproject(root), extras):
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        version = have.get(key(req.name))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            out.append(f"unmet: {line} ({version or 'not installed'}): is it in a lock? "
+                       "run `make lock`")
+    return out
+
+
+def check(root: Path, sync: bool, locks: Sequence[str], extras: Sequence[str] = ()) -> int:
+    """This environment against `locks` (by default the CPU path's): 0 differences, and
+    tolk's requirements (base and `extras`) all met."""
     pins = pins_of(root, *(locks or (*CPU_LOCKS, MODELS_LOCK)))
     have = installed()
     project = key(pyproject(root)["project"]["name"])
@@ -317,7 +334,7 @@ def check(root: Path, sync: bool, locks: Sequence[str]) -> int:
         print("removing what no lock names: " + ", ".join(sorted(extra)), file=sys.stderr)
         _pip(["uninstall", "-y", "-q", *extra])
         have = installed()
-    diff = compare_installed(have, pins, ignore=[project])
+    diff = compare_installed(have, pins, ignore=[project]) + unmet_here(root, extras, have)
     for line in diff:
         print(line, file=sys.stderr)
     print(f"{len(pins)} pins, {len(diff)} differences", file=sys.stderr)
@@ -337,11 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=f"{name} this environment against the locks"
                            + (" (remove what no lock names)" if name == "sync" else ""))
         p.add_argument("locks", nargs="*", help="lock files (default: the CPU path's)")
+        p.add_argument("--extras", default=",".join((*CPU_EXTRAS, *DEV_EXTRAS)),
+                       help="tolk's extras that must be met (comma-separated)")
     ns = parser.parse_args(argv)
     root = source_root() or Path.cwd()
     try:
         if ns.command != "lock":
-            return check(root, sync=ns.command == "sync", locks=ns.locks)
+            return check(root, sync=ns.command == "sync", locks=ns.locks,
+                         extras=[e for e in ns.extras.split(",") if e])
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if ns.only != "gpu":
             print(f"{stamp} resolving the CPU path …", file=sys.stderr)
