@@ -47,6 +47,7 @@ from .locks import (
     Package,
     Record,
     compare_installed,
+    differences,
     excluding_requirement,
     key,
     pins_of,
@@ -278,11 +279,16 @@ def lock_gpu(root: Path, upgrade: Sequence[str], target: Target | None = None,
     cpu = {k: p.version for k, p in pins_of(root, *CPU_LOCKS).items()}
     cpu_rec = Record.load(root / CPU_RECORD)
     old = _keep(_old(root, GPU_LOCK), upgrade)
+    prefer = {**old, **cpu}
+    if (root / GPU_LOCK).is_file():  # a known difference stays, unless the CPU version moved
+        known = differences((root / GPU_LOCK).read_text(encoding="utf-8"))
+        prefer.update({k: old[k] for k, (was, _) in known.items()
+                       if k in old and cpu.get(k) == was})
     roots = write_gpu_input(root)
     with tempfile.TemporaryDirectory(prefix="tolk-gpu-") as tmp:
         args = ["--python", target_python(target.python_version, python), "install",
                 "--target", tmp, *target.pip_args(), *pip_options]
-        report, given_up = resolve(roots, {**old, **cpu}, args, fallback=old)
+        report, given_up = resolve(roots, prefer, args, fallback=old)
     if report["environment"]["python_version"] != target.python_version:
         raise LockError(f"resolved for Python {report['environment']['python_version']}")
     rec, hashes = record_of(report, roots, report["environment"])
