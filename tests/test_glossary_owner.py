@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from support.compat_server import PROFILE
 from test_http_routes import sse_frames
 from test_live_ws import drain
 
 from conftest import wait_ready
+from support.compat_server import PROFILE
 from tolk_server.app import create_app
 from tolk_server.config import Settings
 from tolk_server.echo_engine import EchoEngine
@@ -81,7 +81,7 @@ def test_the_owner_and_the_operator_glossary_still_work(two_tenants: Any, tmp_pa
 ])
 def test_websocket_refuses_another_keys_glossary_as_unknown(two_tenants: Any,
                                                             frame: dict[str, Any]) -> None:
-    client, a, b, gid = two_tenants
+    client, _, b, gid = two_tenants
     base = {"id": "r", "text": TEXT, "source": "en", **frame}
     foreign = _ws(client, b, [{**base, "glossary_id": gid}])["r"]
     unknown = _ws(client, b, [{**base, "glossary_id": "no-such-glossary"}])["r"]
@@ -113,7 +113,7 @@ def test_v1_translate_refuses_another_keys_glossary_as_unknown(two_tenants: Any,
 
 
 def test_deepl_translate_refuses_another_keys_glossary_as_unknown(two_tenants: Any) -> None:
-    client, a, b, gid = two_tenants
+    client, _, b, gid = two_tenants
     body = {"text": [TEXT], "source_lang": "EN", "target_lang": "DE"}
     h = {"Authorization": f"DeepL-Auth-Key {b}"}
     foreign = client.post("/v2/translate", json={**body, "glossary_id": gid}, headers=h)

@@ -159,3 +159,25 @@ def test_audio_start_cannot_take_the_id_of_a_request_in_flight(make_client: Any)
     refused = [(f["code"], f.get("about")) for f in frames if f["type"] == "error"]
     assert refused == [("duplicate_id", "audio_start"), ("bad_request", "update")]
     assert frames[-1]["type"] == "complete"
+
+
+async def test_the_sdk_mock_follows_the_same_update_rules() -> None:
+    import json
+
+    from tolk import MockServer, MockTransport
+
+    wire = await MockTransport(MockServer()).connect("ws://mock", {}, None)
+    assert json.loads(await wire.recv())["type"] == "ready"
+    await wire.send(json.dumps({"type": "update", "id": "L", "text": "the meeting",
+                                "source": "en", "target": "fi"}))
+    await wire.send(json.dumps({"type": "update", "id": "L", "text": "the meeting will",
+                                "target": "en"}))
+    await wire.send(json.dumps({"type": "update", "id": "L", "text": "the meeting will begin",
+                                "final": True}))
+    frames = []
+    while not frames or frames[-1]["type"] != "complete":
+        frames.append(json.loads(await wire.recv()))
+    refused = [f for f in frames if f["type"] == "error"]
+    assert [(f["code"], f["about"]) for f in refused] == [("bad_request", "update")]
+    assert frames[-1]["target"] == "fi" and frames[-1]["live"]["updates"] == 2
+    await wire.close()
