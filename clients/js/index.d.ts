@@ -5,6 +5,8 @@ export declare const PROTOCOL_VERSION: 1;
 export declare const CLOSE_UNDELIVERABLE: 4001;
 /** The frames that end a request. */
 export declare const TERMINAL_TYPES: readonly ["complete", "error"];
+/** Whether a frame ends its request: `complete`, or `error` without `about`. */
+export declare function isTerminal(frame: { type: string; about?: string }): boolean;
 
 /** Error codes the server sends, plus the client's own. */
 export type ServerErrorCode =

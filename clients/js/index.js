@@ -22,6 +22,14 @@ export const PROTOCOL_VERSION = 1;
 /** The frames that end a request (tolk.protocol.TERMINAL_TYPES; tests/test_protocol.py checks). */
 export const TERMINAL_TYPES = Object.freeze(['complete', 'error']);
 
+/**
+ * Whether a frame ends its request (tolk.protocol.is_terminal): a `complete`, or an `error`
+ * without `about` (an error with `about` refuses one frame, e.g. an update; the request goes on).
+ */
+export function isTerminal(frame) {
+  return TERMINAL_TYPES.includes(frame.type) && !('about' in frame);
+}
+
 const OPEN = 1; // WebSocket.OPEN
 const NORMAL_CLOSURE = 1000;
 const POLICY_VIOLATION = 1008;
@@ -528,7 +536,7 @@ export class TolkClient {
       default:
         break;
     }
-    if (frame.type === 'error' && frame.about) { // answers one frame (a refused update)
+    if (frame.type === 'error' && !isTerminal(frame)) { // answers one frame (a refused update)
       const err = new TolkError(frame.code, frame.message ?? frame.code, { id: req.id, frame });
       if (req.refused) req.refused.push(err);
       this._emit('error', err);

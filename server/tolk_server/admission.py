@@ -47,16 +47,19 @@ class KeyLimiter:
                 raise ProtocolError(ErrorCode.OVERLOADED, "request rate limit of this API key", rid,
                                     limit=Limit.KEY_RATE,
                                     retry_after=max(1, int(60 - (now - u.recent[0])) + 1))
-        day = int(now // 86400)
-        if day != u.day:
-            u.day, u.chars = day, 0
-        if limits.chars_per_day is not None and u.chars + chars > limits.chars_per_day:
-            raise ProtocolError(ErrorCode.OVERLOADED, "daily character limit of this API key", rid,
-                                limit=Limit.KEY_CHARS, retry_after=(day + 1) * 86400 - int(now))
+        _check_chars(u, limits, chars, rid, now)
         if limits.requests_per_minute is not None:
             u.recent.append(now)
         u.chars += chars
         u.streams += 1
+
+    def charge(self, key_id: str, limits: KeyLimits, chars: int, rid: str,
+               now: float | None = None) -> None:
+        """Count `chars` more characters of a running request, or raise `overloaded`."""
+        now = time.time() if now is None else now
+        u = self._usage.setdefault(key_id, _Usage())
+        _check_chars(u, limits, chars, rid, now)
+        u.chars += chars
 
     def chars_today(self, key_id: str, now: float | None = None) -> int:
         """Characters this key has used today (UTC day), for usage reports."""
@@ -70,6 +73,16 @@ class KeyLimiter:
             u.streams -= 1
 
 
+def _check_chars(u: _Usage, limits: KeyLimits, chars: int, rid: str, now: float) -> None:
+    """Raise `overloaded` if `chars` more characters would pass the key's daily limit."""
+    day = int(now // 86400)
+    if day != u.day:
+        u.day, u.chars = day, 0
+    if limits.chars_per_day is not None and u.chars + chars > limits.chars_per_day:
+        raise ProtocolError(ErrorCode.OVERLOADED, "daily character limit of this API key", rid,
+                            limit=Limit.KEY_CHARS, retry_after=(day + 1) * 86400 - int(now))
+
+
 @dataclass(slots=True)
 class Ticket:
     """What an admitted request holds until `Admission.release`."""
@@ -77,6 +90,7 @@ class Ticket:
     key_id: str | None  # None: no API key (keys are not configured)
     slots: int
     released: bool = False
+    limits: KeyLimits | None = None  # the key's, for `Admission.charge`
 
 
 class Admission:
@@ -103,6 +117,7 @@ class Admission:
             raise ProtocolError(ErrorCode.OVERLOADED, "server is at capacity; retry shortly", rid,
                                 limit=Limit.SERVER_CAPACITY, retry_after=1)
         key_id: str | None = None
+        limits: KeyLimits | None = None
         if who is not ANONYMOUS:  # without keys, only the server's limits apply
             limits = who.limits
             if limits.concurrent_streams is None:
@@ -111,7 +126,14 @@ class Admission:
             key_id = who.key_id
         self.inflight += slots
         self.metrics.inflight.inc(slots)
-        return Ticket(key_id, slots)
+        return Ticket(key_id, slots, limits=limits)
+
+    def charge(self, ticket: Ticket, chars: int, rid: str) -> None:
+        """Count `chars` more characters of a running request against its key's daily limit
+        (the growth of live input, the transcripts an audio stream translates), or raise
+        `overloaded` (`limit` key_chars, with `retry_after`): the caller ends the request."""
+        if chars > 0 and ticket.key_id is not None and ticket.limits is not None:
+            self.keys.charge(ticket.key_id, ticket.limits, chars, rid)
 
     def release(self, ticket: Ticket) -> None:
         """Give back what `admit` took (idempotent)."""

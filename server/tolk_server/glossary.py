@@ -40,17 +40,33 @@ def _parse(raw: Any) -> dict[str, dict[str, str]]:
     return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in raw.items()}
 
 
+def owners_path(path: Path) -> Path:
+    """The side file of the DeepL API's glossaries (name, languages, owner key id)."""
+    return path.with_suffix(".deepl.json")
+
+
 class GlossaryStore:
     """Named glossaries in one JSON file; re-read when the file changes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._owners: WatchedJsonFile[dict[str, Any]] = WatchedJsonFile(
+            owners_path(path), dict, dict)  # read here; written by compat.deepl_glossaries
         self._file: WatchedJsonFile[dict[str, dict[str, str]]] = WatchedJsonFile(
             path, _parse, dict, mode=0o644
         )
 
     def get(self, name: str) -> dict[str, str] | None:
         return self._file.load().get(name)
+
+    def usable(self, name: str, key_id: str) -> dict[str, str] | None:
+        """The terms of `name` if key `key_id` may use them (the operator's glossaries, and
+        those it created), else None: another key's glossary reads as an unknown one."""
+        terms = self.get(name)
+        meta = self._owners.load().get(name) if terms is not None else None
+        if meta is not None and (not isinstance(meta, dict) or meta.get("owner") != key_id):
+            return None
+        return terms
 
     def names(self) -> dict[str, int]:
         return {k: len(v) for k, v in sorted(self._file.load().items())}

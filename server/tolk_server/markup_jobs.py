@@ -44,7 +44,8 @@ async def _translate(planner: Planner, generator: Generator, opts: TranslateOpti
 
     async def unit(text: str) -> CompleteFrame:
         async with gate:
-            [plan] = planner.plan(base.model_copy(update={"text": text}), job.id, t0=job.t0)
+            [plan] = planner.plan(base.model_copy(update={"text": text}), job.id, t0=job.t0,
+                                  owner=job.owner)
             async with aclosing(generator.stream(plan)) as out:
                 async for frame in out:
                     if frame["type"] == "complete":

@@ -30,7 +30,7 @@ from tolk.protocol import (
     ProtocolError,
     ServerFrame,
     TranslateOptions,
-    error,
+    refusal,
 )
 
 from .admission import Admission, Ticket
@@ -155,7 +155,7 @@ class Pipeline:
         modes = [mode or MarkupMode.of(o.format) for o in texts]
         try:
             plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, sessions=sessions,
-                                       kind=kind)
+                                       kind=kind, owner=who.key_id)
                      for o, m in zip(texts, modes, strict=True)]
             ticket = self.admission.admit(
                 who, rid, sum(map(len, plans)),
@@ -183,7 +183,7 @@ class Pipeline:
                rid: str | None = None) -> ErrorFrame:
         """The `error` frame for `exc`, counted (`request`: it ends a request)."""
         self.note(exc.code, request=request)
-        return error(exc.code, exc.message, rid or exc.request_id)
+        return refusal(exc, rid)
 
     def end(self, frames: Iterable[ErrorFrame]) -> list[ErrorFrame]:
         """Count terminal frames a transport made itself (e.g. `cancelled`), and pass them on."""

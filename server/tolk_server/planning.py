@@ -51,6 +51,7 @@ class Job:
     parts: tuple[Part, ...]
     t0: float
     key: str
+    owner: str  # the key id of the caller: whose stored glossaries the request may use
     tag_target: bool = False
     session: str | None = None
     sessions: SessionStore | None = None
@@ -110,10 +111,13 @@ class Planner:
         t0: float | None = None,
         sessions: SessionStore | None = None,
         kind: RequestKind = "translate",
+        *,
+        owner: str,
     ) -> list[Job]:
         """Validate a request and render its prompts (one job per target), or raise
         `ProtocolError`: language detection, glossary, session context, sentence split,
-        prompt rendering and cache key. `kind` sets the engine priority."""
+        prompt rendering and cache key. `kind` sets the engine priority; `owner` is the
+        caller's key id (a stored glossary must be the operator's or its own)."""
         t0 = time.perf_counter() if t0 is None else t0
         if not opts.text.strip():
             raise ProtocolError(ErrorCode.BAD_REQUEST, "text must not be empty", rid)
@@ -144,7 +148,7 @@ class Planner:
                 ErrorCode.UNSUPPORTED_LANGUAGE,
                 f"source {source!r} is not served; languages: {self.languages}", rid,
             )
-        glossary = self._glossary(opts, rid)
+        glossary = self._glossary(opts, rid, owner)
         context: tuple[PriorTurn, ...] = ()
         if opts.session and sessions is not None:
             context = tuple(sessions.context(opts.session))
@@ -192,7 +196,7 @@ class Planner:
                 id=rid, request_id=uuid.uuid4().hex, text=opts.text, source=source, target=tgt,
                 stream=opts.stream, granularity=run.granularity, quality=quality,
                 max_delay_ms=float(opts.max_delay_ms), params=run.params, parts=parts, t0=t0,
-                key=key, tag_target=opts.targets is not None, session=opts.session,
+                key=key, owner=owner, tag_target=opts.targets is not None, session=opts.session,
                 sessions=sessions, context=ctx, glossary=glossary, prompt=parts[0].prompt,
                 variants=_variants(chain, runs, per_model),
                 tail=None if rest is None else _tail(rest, parts_of, chain, runs, per_model),
@@ -200,10 +204,10 @@ class Planner:
             ))
         return jobs
 
-    def _glossary(self, opts: TranslateOptions, rid: str) -> dict[str, str]:
+    def _glossary(self, opts: TranslateOptions, rid: str, owner: str) -> dict[str, str]:
         terms: dict[str, str] = {}
-        if opts.glossary_id is not None:
-            named = self.glossaries.get(opts.glossary_id) if self.glossaries else None
+        if opts.glossary_id is not None:  # another key's glossary is answered as unknown
+            named = self.glossaries.usable(opts.glossary_id, owner) if self.glossaries else None
             if named is None:
                 raise ProtocolError(ErrorCode.BAD_REQUEST,
                                     f"no glossary named {opts.glossary_id!r}", rid)

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tolk.protocol import (
+    OPENING_TYPES,
     AudioEndFrame,
     AudioStartFrame,
     AuthFrame,
@@ -29,11 +30,14 @@ from tolk.protocol import (
     ServerFrame,
     TranslateFrame,
     UpdateFrame,
+    duplicate_id,
     encode,
-    error,
+    follow_up,
+    is_terminal,
     parse_client_frame,
     pong,
     ready,
+    refusal,
 )
 
 from .audio.stream import AudioPort
@@ -119,7 +123,7 @@ class Connection:
             try:
                 frame = parse_client_frame(text)
             except ProtocolError as exc:
-                await self.send_error(exc)
+                await self.refuse(exc)
                 continue
             await self._dispatch(frame)
 
@@ -233,14 +237,13 @@ class Connection:
         elif isinstance(frame, CancelFrame):
             entry = self.requests.request_cancel(frame.id)
             if entry is None:  # not a request's terminal frame: it answers the cancel frame
-                reply = self.state.pipeline.reject(ProtocolError(
-                    ErrorCode.BAD_REQUEST, "no request in flight with this id", frame.id))
-                reply["about"] = "cancel"
-                await self.send(reply)
+                await self.refuse(ProtocolError(
+                    ErrorCode.BAD_REQUEST, "no request in flight with this id", frame.id), "cancel")
             else:
                 entry.value.cancel()
         elif isinstance(frame, AudioStartFrame):
-            await self.audio.start(frame)
+            await (self.refuse(duplicate_id(frame.id), "audio_start") if self.in_use(frame.id)
+                   else self.audio.start(frame))
         elif isinstance(frame, AudioEndFrame):
             await self.audio.end(frame)
         elif isinstance(frame, PingFrame):
@@ -250,21 +253,19 @@ class Connection:
 
     async def _update(self, frame: UpdateFrame) -> None:
         """Live input: open a live request, or hand the text to the open one."""
-        session = self.live.get(frame.id)
+        rid = frame.id
+        session = self.live.get(rid)
         try:
             if session is not None:
-                session.update(frame)
+                session.update(follow_up(session.first, frame))
                 return
-            if frame.id in self.requests:
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "this id is a translate request in "
-                                    "flight; an update needs a live request", frame.id)
-            if frame.targets is not None:
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "a live request has one `target`",
-                                    frame.id)
-        except ProtocolError as exc:  # not a request's terminal frame: it answers the update
-            reply = self.state.pipeline.reject(exc)
-            reply["about"] = "update"
-            await self.send(reply)
+            if self.in_use(frame.id):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "this id is a request in flight "
+                                    "that is not live; an update needs a live one", frame.id)
+            if frame.targets is not None or frame.target is None:  # it opens the request
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "a live request has one `target`", rid)
+        except ProtocolError as exc:  # `about` while the id's request goes on (`refuse`)
+            await self.refuse(exc, "update")
             return
         await self._start(frame)
 
@@ -272,13 +273,12 @@ class Connection:
         st = self.state
         rid = frame.id or st.pipeline.new_id()
         assert self.principal is not None
+        if self.in_use(rid):
+            await self.refuse(duplicate_id(rid), frame.type)
+            return
         if st.draining:
             await self.send_error(ProtocolError(
                 ErrorCode.OVERLOADED, "the server is shutting down", rid, limit=Limit.NOT_READY))
-            return
-        if rid in self.requests:
-            await self.send_error(ProtocolError(
-                ErrorCode.DUPLICATE_ID, "a request with this id is in flight", rid))
             return
         try:  # a live request is validated and admitted as a translate of its first text
             opts: TranslateFrame | UpdateFrame = frame
@@ -292,7 +292,7 @@ class Connection:
         session = None
         if isinstance(frame, UpdateFrame):
             s = st.settings
-            session = LiveSession(st.pipeline, frame, run.jobs[0], s.live_idle_s,
+            session = LiveSession(st.pipeline, frame, run.jobs[0], run.ticket, s.live_idle_s,
                                   policy_from(s))
             self.live[rid] = session
         task = asyncio.create_task(self._run(run, session))
@@ -354,10 +354,21 @@ class Connection:
 
     async def send_error(self, exc: ProtocolError, counted: bool = False) -> None:
         """Send the `error` frame for `exc` (counting it unless the pipeline did)."""
-        if counted:
-            frame = error(exc.code, exc.message, exc.request_id)
-        else:
-            frame = self.state.pipeline.reject(exc, request=exc.request_id is not None)
+        await self.send(refusal(exc) if counted else
+                        self.state.pipeline.reject(exc, request=exc.request_id is not None))
+
+    def in_use(self, rid: str) -> bool:
+        """The id rule of the frames that open a request: one open request per id, any kind."""
+        run = self.audio.run
+        return rid in self.requests or (run is not None and run.session.id == rid)
+
+    async def refuse(self, exc: ProtocolError, about: str | None = None) -> None:
+        """Answer a refused frame of type `about` (default: the one parsing found). It ends
+        only the request it would open; else it carries `about` (an open request goes on)."""
+        rid, kind = exc.request_id, about or exc.frame
+        ends = rid is None or (kind in OPENING_TYPES and not self.in_use(rid))
+        frame = refusal(exc, about=None if ends else kind or "frame")
+        self.state.pipeline.note(exc.code, request=rid is not None and is_terminal(frame))
         await self.send(frame)
 
     async def _writer(self) -> None:

@@ -56,3 +56,33 @@ test('iterating yields partials; an idle live request expires', T, async () => {
     c.close();
   }
 });
+
+test('the README example: later updates inherit target and source; a change is refused', T, async () => {
+  const { isTerminal } = await import('../index.js');
+  assert.equal(isTerminal({ type: 'error', code: 'bad_request', about: 'update' }), false);
+  assert.equal(isTerminal({ type: 'error', code: 'expired' }), true);
+  const ws = new WebSocket(server.ws);
+  const frames = [];
+  const done = new Promise((resolve) => {
+    ws.on('message', (data) => {
+      const f = JSON.parse(String(data));
+      frames.push(f);
+      if (f.id === 'L1' && isTerminal(f)) resolve(f);
+    });
+  });
+  await new Promise((r) => ws.once('open', r));
+  const send = (f) => ws.send(JSON.stringify(f));
+  send({ type: 'update', id: 'L1', text: 'The meeting', source: 'en', target: 'fi' });
+  send({ type: 'update', id: 'L1', text: 'The meeting will begin' });
+  send({ type: 'update', id: 'L1', text: 'The meeting will begin', target: 'en' });
+  send({ type: 'update', id: 'L1', text: 'The meeting will begin shortly.', final: true });
+  try {
+    const end = await within(10000, done);
+    assert.equal(end.type, 'complete');
+    assert.equal(end.target, 'fi');
+    const errors = frames.filter((f) => f.type === 'error');
+    assert.deepEqual(errors.map((f) => [f.code, f.about]), [['bad_request', 'update']]);
+  } finally {
+    ws.close();
+  }
+});

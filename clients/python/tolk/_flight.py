@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import RequestCancelled, RequestTimeout, TolkError, error_from_frame
+from .protocol import is_terminal as ends_request
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -24,7 +25,8 @@ __all__ = ["Flight"]
 
 
 def is_terminal(item: Item) -> bool:
-    return isinstance(item, TolkError) or item.get("type") in ("complete", "error")
+    """A failure, or a frame that ends the request (`tolk.protocol.is_terminal`)."""
+    return isinstance(item, TolkError) or ends_request(item)
 
 
 class Flight:

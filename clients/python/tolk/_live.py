@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import BadRequestError, ConnectionError, TolkError, error_from_frame
-from .protocol import ProtocolError, parse_client_frame
+from .protocol import ProtocolError, is_terminal, parse_client_frame
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -127,7 +127,7 @@ class AsyncLiveTranslation:
                 raise StopAsyncIteration
             if kind == "error":
                 exc = error_from_frame(item, self.id)
-                if "about" not in item:
+                if is_terminal(item):
                     raise exc
                 self.errors.append(exc)
                 log.warning("live request %s: update refused: %s", self.id, exc)

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ._transport import Transport, TransportClosed, TransportConnectError, WireConnection
+from .protocol import ProtocolError, UpdateFrame, follow_up
 
 __all__ = ["MockServer", "MockServerConnection", "MockTransport"]
 
@@ -170,6 +171,7 @@ class _Live:
 
     def __init__(self, frame: dict[str, Any], source: str) -> None:
         self.frame = frame
+        self.first = frame  # its options hold for the whole request (`follow_up`)
         self.source = source
         self.prev: str | None = None
         self.stable = ""
@@ -225,7 +227,8 @@ class MockServer:
     Live input: the first `update` for an id gets a `start`, every `update` a `partial`
     (`stable`: the words the translations of two consecutive texts agree on; `reset` when a
     translation contradicts it), and the `final` one a `complete` with `live` figures.
-    An `update` for a `translate` id gets an `error` with `about: update`; `cancel` ends a
+    Later updates inherit the first one's options (one that changes them gets an `error`
+    with `about: update`, as does an `update` for a `translate` id); `cancel` ends a
     live request with `cancelled`.
     `live` holds the `update` frames per id."""
 
@@ -301,6 +304,14 @@ class MockServer:
                              "message": "this id is a translate request in flight; an update "
                              "needs a live request"})
             return
+        if live is not None:  # a later update inherits the first's options, or is refused
+            try:
+                frame = follow_up(UpdateFrame.model_validate(live.first),
+                                  UpdateFrame.model_validate(frame)).model_dump(exclude_none=True)
+            except (ProtocolError, ValueError) as exc:
+                await conn.send({"type": "error", "id": rid, "code": "bad_request",
+                                 "about": "update", "message": str(exc)})
+                return
         target = frame.get("target", "")
         self.live.setdefault(rid, []).append(frame)
         if live is None:

@@ -76,7 +76,8 @@ class LivePhrases:
             await self.port.send(frame)
             return None
         s = st.settings
-        live = LiveSession(st.pipeline, first, run.jobs[0], s.live_idle_s, policy_from(s))
+        live = LiveSession(st.pipeline, first, run.jobs[0], run.ticket, s.live_idle_s,
+                           policy_from(s))
         self.spawn(self._run(run, live, todo, target))
         return live
 

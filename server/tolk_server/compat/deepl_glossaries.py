@@ -50,10 +50,8 @@ def _store(st: ServerState) -> GlossaryStore:
 
 def usable(st: ServerState, gid: str, who: Principal) -> bool:
     """Whether `who` may see and use glossary `gid` (the operator's, or its own)."""
-    if st.pipeline.planner.glossaries is None or st.pipeline.planner.glossaries.get(gid) is None:
-        return False
-    meta = _meta_file(st).load().get(gid)
-    return meta is None or meta.get("owner") == who.key_id
+    store = st.pipeline.planner.glossaries
+    return store is not None and store.usable(gid, who.key_id) is not None
 
 
 def _info(st: ServerState, gid: str, who: Principal) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tolk.protocol import (
 )
 from tolk.protocol.types import LiveStats
 
+from ..admission import Ticket
 from ..engine import EngineError, RequestRejected
 from ..pipeline import Pipeline
 from ..planning import Job, Planner
@@ -39,9 +40,12 @@ HISTORY_MAX = 4096  # partials kept for LAAL; erasure is counted as they come
 
 
 class LiveSession:
-    def __init__(self, pipeline: Pipeline, first: UpdateFrame, job: Job,
+    def __init__(self, pipeline: Pipeline, first: UpdateFrame, job: Job, ticket: Ticket,
                  idle_s: float, policy: LivePolicy | None = None) -> None:
         self.pipeline = pipeline
+        self.first = first  # its options hold for the whole request (`follow_up`)
+        self.ticket = ticket  # the text's growth is charged to it
+        self._text = first.text  # what the key has been charged for (admitted with it)
         self.planner = pipeline.planner
         self.engine = pipeline.generator.engine
         self.auto = first.source in (None, "auto")
@@ -89,6 +93,7 @@ class LiveSession:
             self._failure = ProtocolError(
                 ErrorCode.TOO_LARGE, f"text has {len(frame.text)} characters; the limit is "
                 f"{cap}", rid)
+        self._charge(frame.text)
         self.version += 1
         self.final = frame.final
         self._pending = (frame.text, self.version, frame.final, time.perf_counter())
@@ -96,6 +101,17 @@ class LiveSession:
         if frame.final or self._failure or settled(frame.text) != self._last_src:
             self._stale = True
             self._wake.set()
+
+    def _charge(self, text: str) -> None:
+        """Charge the key for the characters after what `text` shares with the previous text
+        (typing: its growth; an edit: the retyped rest). Out of quota: the request ends."""
+        grown = len(text) - common_prefix_len(self._text, text)
+        self._text = text
+        if grown > 0 and self._failure is None:
+            try:
+                self.pipeline.admission.charge(self.ticket, grown, self.job.id)
+            except ProtocolError as exc:
+                self._failure = exc
 
     # -- the request's frames -----------------------------------------------------------
 
@@ -163,7 +179,7 @@ class LiveSession:
             if detected is not None and detected != self.job.target:
                 self.opts = self.opts.model_copy(update={"source": detected})
         opts = self.opts.model_copy(update={"text": text})
-        job = self.planner.plan(opts, self.job.id, kind="live")[0]
+        job = self.planner.plan(opts, self.job.id, kind="live", owner=self.job.owner)[0]
         self.job.source = job.source
         forced = self.ag.stable if self.policy.force_prefix else ""
         out: list[str] = []

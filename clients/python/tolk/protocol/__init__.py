@@ -3,6 +3,7 @@
 from .audio import audio_complete, transcript
 from .errors import KEY_LIMITS, Limit, ProtocolError
 from .frames import (
+    OPENING_TYPES,
     AudioEndFrame,
     AudioStartFrame,
     AuthFrame,
@@ -14,16 +15,18 @@ from .frames import (
     complete,
     encode,
     error,
+    follow_up,
     parse_client_frame,
     parse_translate_body,
     partial,
     pong,
     ready,
+    refusal,
     segment,
     start,
     token,
 )
-from .requests import RequestTable, Route
+from .requests import RequestTable, Route, duplicate_id
 from .types import (
     DEFAULT_MAX_DELAY_MS,
     ERROR_CODES,
@@ -38,6 +41,7 @@ from .types import (
     Granularity,
     ServerFrame,
     TranscriptFrame,
+    is_terminal,
 )
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "ERROR_CODES",
     "GRANULARITIES",
     "KEY_LIMITS",
+    "OPENING_TYPES",
     "PROTOCOL_VERSION",
     "SERVER_ID_PREFIX",
     "TERMINAL_TYPES",
@@ -69,13 +74,17 @@ __all__ = [
     "UpdateFrame",
     "audio_complete",
     "complete",
+    "duplicate_id",
     "encode",
     "error",
+    "follow_up",
+    "is_terminal",
     "parse_client_frame",
     "parse_translate_body",
     "partial",
     "pong",
     "ready",
+    "refusal",
     "segment",
     "start",
     "token",

@@ -24,14 +24,17 @@ KEY_LIMITS = frozenset({Limit.KEY_CONCURRENT, Limit.KEY_RATE, Limit.KEY_CHARS})
 class ProtocolError(Exception):
     """A request or frame rejected with a protocol error code.
 
-    `limit` and `retry_after` (seconds) are structured details for `overloaded`.
+    `limit` and `retry_after` (seconds) are structured details for `overloaded`. `frame`: the
+    type of the client frame refused, when it is known (`parse_client_frame` sets it).
     """
 
     def __init__(self, code: ErrorCode, message: str, request_id: str | None = None, *,
-                 limit: Limit | None = None, retry_after: float | None = None) -> None:
+                 limit: Limit | None = None, retry_after: float | None = None,
+                 frame: str | None = None) -> None:
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
         self.request_id = request_id
         self.limit = limit
         self.retry_after = retry_after
+        self.frame = frame

@@ -117,11 +117,39 @@ class TranslateFrame(TranslateOptions):
 
 
 class UpdateFrame(TranslateOptions):
-    """Live input: the whole current source text of live request `id`."""
+    """Live input: the whole current source text of live request `id`. The first update of
+    an id opens the request with its options; a later one may leave them out (it inherits
+    them: `follow_up`)."""
 
     type: Literal["update"]
-    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+    id: RequestId
     final: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind_of_target(self) -> UpdateFrame:  # replaces the check of TranslateOptions
+        if self.target is not None and self.targets is not None:
+            raise ValueError("give exactly one of `target` or `targets`")
+        return self
+
+
+# What a later `update` carries on its own; every other field is the live request's option.
+UPDATE_OWN_FIELDS = frozenset({"type", "id", "text", "final"})
+
+
+def follow_up(first: UpdateFrame, later: UpdateFrame) -> UpdateFrame:
+    """A later `update` of the live request that `first` opened: its text and `final` with
+    `first`'s options. Raises `bad_request` if it changes an option; the caller answers with
+    `about: "update"` (the request goes on)."""
+    for name in sorted(later.model_fields_set - UPDATE_OWN_FIELDS):
+        mine, theirs = getattr(later, name), getattr(first, name)
+        if name == "source" and {mine, theirs} <= {None, "auto"}:
+            continue
+        if mine != theirs:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"an update cannot change `{name}` of a live request: "
+                "leave it out (it keeps the first update's) or open a new one", later.id,
+                frame="update")
+    return first.model_copy(update={"text": later.text, "final": later.final})
 
 
 class CancelFrame(_Frame):
@@ -137,7 +165,7 @@ class AudioStartFrame(_Frame):
     """Opens an audio stream: binary frames of PCM s16le (interleaved) follow."""
 
     type: Literal["audio_start"]
-    id: Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+    id: RequestId
     source: Annotated[str, Field(pattern=LANG_PATTERN + "|^auto$")] = "auto"
     targets: Annotated[list[Lang], Field(max_length=MAX_TARGETS)] = Field(default_factory=list)
     sample_rate: int = 16000
@@ -168,6 +196,9 @@ AnyClientFrame = (
 ClientFrame = Annotated[AnyClientFrame, Field(discriminator="type")]
 _CLIENT_FRAME: TypeAdapter[AnyClientFrame] = TypeAdapter(ClientFrame)
 CLIENT_TYPES = ("auth", "translate", "update", "cancel", "ping", "audio_start", "audio_end")
+# The frames that open a request: their ids are `RequestId`s (no `srv-`), one open request
+# per id on a connection. A refusal of any other frame never ends a request (`about`).
+OPENING_TYPES = frozenset({"translate", "update", "audio_start"})
 
 
 def _describe(err: ValidationError) -> str:
@@ -204,7 +235,7 @@ def parse_client_frame(data: str | bytes) -> AnyClientFrame:
         return _CLIENT_FRAME.validate_python(obj)
     except ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid {kind} frame: {_describe(exc)}",
-                            rid) from None
+                            rid, frame=kind) from None
 
 
 def parse_translate_body(obj: Any) -> TranslateOptions:
@@ -301,6 +332,19 @@ def error(code: ErrorCode, message: str, rid: str | None = None) -> ErrorFrame:
     frame: ErrorFrame = {"type": "error", "code": code, "message": message}
     if rid is not None:
         frame["id"] = rid
+    return frame
+
+
+def refusal(exc: ProtocolError, rid: str | None = None,
+            about: str | None = None) -> ErrorFrame:
+    """The `error` frame for `exc` (with its `retry_after`, if any). `about`: the type of the
+    client frame refused when that refusal does not end the request its id names (the request
+    goes on); see `is_terminal`."""
+    frame = error(exc.code, exc.message, rid or exc.request_id)
+    if exc.retry_after is not None:
+        frame["retry_after"] = exc.retry_after
+    if about is not None:
+        frame["about"] = about
     return frame
 
 

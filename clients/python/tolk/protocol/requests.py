@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ProtocolError
 from .frames import error
-from .types import TERMINAL_TYPES, ErrorCode, ErrorFrame
+from .types import ErrorCode, ErrorFrame, is_terminal
 
 V = TypeVar("V")
 
@@ -40,6 +40,11 @@ class Entry(Generic[V]):
     ended_targets: set[str] = field(default_factory=set)
 
 
+def duplicate_id(rid: str) -> ProtocolError:
+    """The refusal of a frame that would open a request with an id already open."""
+    return ProtocolError(ErrorCode.DUPLICATE_ID, "a request with this id is in flight", rid)
+
+
 class RequestTable(Generic[V]):
     """Open requests by id, each with a caller's value (a task, a queue …)."""
 
@@ -62,7 +67,7 @@ class RequestTable(Generic[V]):
              tagged: bool = False) -> Entry[V]:
         """Open `rid` (raises `duplicate_id` if it is open already)."""
         if rid in self._open:
-            raise ProtocolError(ErrorCode.DUPLICATE_ID, "a request with this id is in flight", rid)
+            raise duplicate_id(rid)
         entry = Entry(value, set(targets), tagged)
         self._open[rid] = entry
         return entry
@@ -89,7 +94,7 @@ class RequestTable(Generic[V]):
         kind = frame.get("type")
         if kind == "start":
             entry.started = True
-        if kind not in TERMINAL_TYPES or "about" in frame:  # `about`: answers one frame
+        if not is_terminal(frame):
             return Route.DELIVER
         target = str(frame.get("target", "")) if entry.tagged else ""
         if target in entry.ended_targets:

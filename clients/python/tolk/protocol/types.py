@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum, StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -149,7 +150,10 @@ class ErrorFrame(TypedDict):
     code: ErrorCode
     message: str
     target: NotRequired[str]
-    about: NotRequired[str]  # "cancel": answers a cancel frame; not a request's terminal frame
+    # The client frame type it answers ("update", "cancel", …): not a request's terminal
+    # frame (see `is_terminal`).
+    about: NotRequired[str]
+    retry_after: NotRequired[float]  # `overloaded`: seconds until the limit frees up
     segment: NotRequired[int]
     speaker: NotRequired[str]
 
@@ -188,3 +192,10 @@ ServerFrame = (
 # The frames that end a request (one per target): the only definition of this set. The JS
 # client's `TERMINAL_TYPES` (clients/js/index.js) is checked against it by tests/test_protocol.py.
 TERMINAL_TYPES: frozenset[str] = frozenset({"complete", "error"})
+
+
+def is_terminal(frame: Mapping[str, Any]) -> bool:
+    """Whether `frame` ends its request (one target of it): a `complete`, or an `error` that
+    does not answer one client frame. The one rule, on every surface: an error frame that
+    does not end a request carries `about` (the type of the frame it refuses)."""
+    return frame.get("type") in TERMINAL_TYPES and "about" not in frame
