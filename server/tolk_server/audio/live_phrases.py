@@ -21,6 +21,7 @@ from ..pipeline import Run
 from .session import Translate
 
 if TYPE_CHECKING:
+    from ..admission import Ticket
     from .stream import AudioPort
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -35,11 +36,14 @@ def tag(frame: ServerFrame, todo: Translate, target: str) -> None:
 class LivePhrases:
     """The open live requests of one audio stream, by (segment, target)."""
 
-    def __init__(self, port: AudioPort, start: AudioStartFrame, spawn: Spawn) -> None:
+    def __init__(self, port: AudioPort, start: AudioStartFrame, spawn: Spawn,
+                 ticket: Ticket) -> None:
         self.port = port
         self.start = start
         self.spawn = spawn  # runs a request's frames as one of the stream's translation tasks
+        self.ticket = ticket  # the stream's: each phrase's characters are charged to its key
         self.open: dict[tuple[int, str], LiveSession | None] = {}  # None: refused at its start
+        self.charged: dict[tuple[int, str], int] = {}  # characters counted so far
 
     async def feed(self, todo: Translate) -> None:
         """A phrase's newest transcript: an update of its live requests (opened on its first)."""
@@ -48,14 +52,30 @@ class LivePhrases:
             if key in self.open:
                 live = self.open[key]
                 if live is not None and not live.final:
+                    self._charge(key, live, todo.text)
                     live.update(self._frame(todo, target))
             elif todo.text:
                 self.open[key] = await self._open(todo, target)
             if todo.final:
                 self.open.pop(key, None)
+                self.charged.pop(key, None)
+
+    def _charge(self, key: tuple[int, str], live: LiveSession, text: str) -> None:
+        """Count a phrase's growth against the key's daily characters; when they run out,
+        the phrase's live request ends with `overloaded` (`key_chars_per_day`)."""
+        grown = len(text) - self.charged.get(key, 0)
+        if grown <= 0:
+            return
+        try:
+            self.port.state.admission.charge(self.ticket, grown, self.start.id)
+        except ProtocolError as exc:
+            live.fail(exc)
+            return
+        self.charged[key] = len(text)
 
     def clear(self) -> None:
         self.open.clear()
+        self.charged.clear()
 
     def _frame(self, todo: Translate, target: str) -> UpdateFrame:
         return UpdateFrame(type="update", id=self.start.id, text=todo.text,
@@ -69,7 +89,8 @@ class LivePhrases:
         first = self._frame(todo, target)
         try:
             opts = LiveSession.first_options(st.pipeline.planner, first)
-            run = st.pipeline.submit(opts, who, self.port.sessions, self.start.id)
+            run = st.pipeline.submit(opts, who, self.port.sessions, self.start.id,
+                                     within=self.ticket)
         except ProtocolError as exc:  # counted by the pipeline; the phrase's terminal frame
             frame = error(exc.code, exc.message, self.start.id)
             tag(frame, todo, target)
@@ -77,6 +98,7 @@ class LivePhrases:
             return None
         s = st.settings
         live = LiveSession(st.pipeline, first, run.jobs[0], s.live_idle_s, policy_from(s))
+        self.charged[(todo.segment, target)] = len(opts.text)
         self.spawn(self._run(run, live, todo, target))
         return live
 

@@ -97,6 +97,14 @@ class LiveSession:
             self._stale = True
             self._wake.set()
 
+    def fail(self, exc: ProtocolError) -> None:
+        """End the request with `exc` as its terminal frame (e.g. its key's quota ran out)."""
+        if self._failure is None:
+            self._failure = exc
+        self._stale = True
+        self._arrived.set()
+        self._wake.set()
+
     # -- the request's frames -----------------------------------------------------------
 
     async def events(self) -> AsyncGenerator[ServerFrame, None]:
