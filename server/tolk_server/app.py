@@ -34,6 +34,7 @@ from .pipeline import Pipeline
 from .planning import Planner
 from .profiles import Profile, resolve_profile
 from .result_cache import ResultCache
+from .security_headers import SecurityHeaders
 from .state import ServerState
 from .ws import stream_endpoint
 
@@ -184,6 +185,7 @@ def _guard(app: FastAPI, settings: Settings) -> None:
                        form_paths=app.state.form_body_paths,
                        error_shapes=app.state.error_shapes)
     app.add_middleware(OriginGuard, settings=settings)
+    app.add_middleware(SecurityHeaders)  # on every answer, refusals included
 
 
 def _audio_service(settings: Settings) -> object:
