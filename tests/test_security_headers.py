@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-
 from test_browser import Page, browser_context  # noqa: F401  (a fixture)
 
 HTML_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options",
