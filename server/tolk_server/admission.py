@@ -91,6 +91,7 @@ class Ticket:
     slots: int
     released: bool = False
     limits: KeyLimits | None = None  # the key's, for `Admission.charge`
+    audio: bool = False  # an audio stream: counted against `max_audio_streams`
 
 
 class Admission:
@@ -100,11 +101,14 @@ class Admission:
         self.metrics = metrics
         self.keys = KeyLimiter()
         self.inflight = 0  # jobs (one per target) admitted and not yet released
+        self.audio_streams = 0  # audio streams admitted and not yet released
 
     def admit(self, who: Principal, rid: str, slots: int, chars: int,
-              connection_inflight: int | None = None) -> Ticket:
+              connection_inflight: int | None = None, within: Ticket | None = None) -> Ticket:
         """Admit a request of `slots` jobs and `chars` characters, or raise `ProtocolError`.
-        `connection_inflight`: requests already in flight on the caller's connection."""
+        `connection_inflight`: requests already in flight on the caller's connection.
+        `within`: part of an admitted stream (an audio phrase): it takes none of the key's
+        streams or requests, only its characters."""
         s = self.settings
         if self.models.dead:
             raise ProtocolError(ErrorCode.ENGINE_ERROR, "the engine is not running", rid)
@@ -117,22 +121,43 @@ class Admission:
             raise ProtocolError(ErrorCode.OVERLOADED, "server is at capacity; retry shortly", rid,
                                 limit=Limit.SERVER_CAPACITY, retry_after=1)
         key_id: str | None = None
-        limits: KeyLimits | None = None
-        if who is not ANONYMOUS:  # without keys, only the server's limits apply
-            limits = who.limits
-            if limits.concurrent_streams is None:
-                limits = limits.model_copy(update={"concurrent_streams": s.max_inflight_per_key})
+        key_limits: KeyLimits | None = None
+        if within is not None:
+            self.charge(within, chars, rid)
+        elif who is not ANONYMOUS:  # without keys, only the server's limits apply
+            limits = self._limits(who)
             self.keys.acquire(who.key_id, limits, chars, rid)
-            key_id = who.key_id
+            key_id, key_limits = who.key_id, limits
         self.inflight += slots
         self.metrics.inflight.inc(slots)
-        return Ticket(key_id, slots, limits=limits)
+        return Ticket(key_id, slots, limits=key_limits)
+
+    def admit_audio(self, who: Principal, rid: str) -> Ticket:
+        """Admit an audio stream (one of the key's streams, one of `max_audio_streams`), or
+        raise `ProtocolError`; its phrases' translations are admitted `within` its ticket."""
+        if self.audio_streams >= self.settings.max_audio_streams:
+            raise ProtocolError(ErrorCode.OVERLOADED, "too many audio streams on this server; "
+                                "retry shortly", rid, limit=Limit.SERVER_CAPACITY,
+                                retry_after=1)
+        ticket = Ticket(None, 0, audio=True)
+        if who is not ANONYMOUS:
+            limits = self._limits(who)
+            self.keys.acquire(who.key_id, limits, 0, rid)
+            ticket.key_id, ticket.limits = who.key_id, limits
+        self.audio_streams += 1
+        return ticket
+
+    def _limits(self, who: Principal) -> KeyLimits:
+        limits = who.limits
+        if limits.concurrent_streams is None:
+            limits = limits.model_copy(
+                update={"concurrent_streams": self.settings.max_inflight_per_key})
+        return limits
 
     def charge(self, ticket: Ticket, chars: int, rid: str) -> None:
-        """Count `chars` more characters of a running request against its key's daily limit
-        (the growth of live input, the transcripts an audio stream translates), or raise
-        `overloaded` (`limit` key_chars, with `retry_after`): the caller ends the request."""
-        if chars > 0 and ticket.key_id is not None and ticket.limits is not None:
+        """Count `chars` more of an admitted request (live input, an audio stream's phrases)
+        against its key's daily characters, or raise `overloaded` (`key_chars_per_day`)."""
+        if ticket.key_id is not None and ticket.limits is not None and chars > 0:
             self.keys.charge(ticket.key_id, ticket.limits, chars, rid)
 
     def release(self, ticket: Ticket) -> None:
@@ -140,6 +165,8 @@ class Admission:
         if ticket.released:
             return
         ticket.released = True
+        if ticket.audio:
+            self.audio_streams -= 1
         self.inflight -= ticket.slots
         self.metrics.inflight.dec(ticket.slots)
         if ticket.key_id is not None:

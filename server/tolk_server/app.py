@@ -16,13 +16,14 @@ from tolk_models import DEMO_DIR
 
 from .admission import Admission
 from .auth import Authenticator
+from .compat import errors as compat_errors
 from .compat import router as compat_router
 from .config import Settings
 from .echo_engine import EchoEngine
 from .engine import Engine
 from .generation import Generator
 from .glossary import GlossaryStore
-from .http_guard import HttpGuard, allow_form_bodies
+from .http_guard import HttpGuard, allow_form_bodies, shape_errors
 from .http_routes import router
 from .keystore import KeyStore
 from .lifecycle import exit_process, watch_engine
@@ -33,6 +34,7 @@ from .pipeline import Pipeline
 from .planning import Planner
 from .profiles import Profile, resolve_profile
 from .result_cache import ResultCache
+from .security_headers import SecurityHeaders
 from .state import ServerState
 from .ws import stream_endpoint
 
@@ -175,10 +177,15 @@ def _guard(app: FastAPI, settings: Settings) -> None:
     app.state.form_body_paths = []
     # The LibreTranslate and DeepL routes take url-encoded forms, as those APIs do.
     allow_form_bodies(app, *FORM_BODY_PATHS)
+    app.state.error_shapes = []  # their refusals in those APIs' own error shapes
+    shape_errors(app, compat_errors.libretranslate_body, *compat_errors.LT_PATHS)
+    shape_errors(app, compat_errors.deepl_body, *compat_errors.DEEPL_PATHS)
     app.add_middleware(HttpGuard, max_body_bytes=settings.max_body_bytes,
                        body_timeout_s=settings.body_timeout_s,
-                       form_paths=app.state.form_body_paths)
+                       form_paths=app.state.form_body_paths,
+                       error_shapes=app.state.error_shapes)
     app.add_middleware(OriginGuard, settings=settings)
+    app.add_middleware(SecurityHeaders)  # on every answer, refusals included
 
 
 def _audio_service(settings: Settings) -> object:

@@ -190,7 +190,11 @@ def cmd_glossary(ns: argparse.Namespace) -> int:
     if not terms:
         print("give terms with --term SOURCE=TARGET or --tsv FILE", file=sys.stderr)
         return 2
-    store.put(ns.name, terms)
+    try:
+        store.put(ns.name, terms)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(f"{ns.name}: {len(terms)} terms")
     return 0
 

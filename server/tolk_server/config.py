@@ -160,6 +160,8 @@ class Settings(BaseSettings):
     audio_idle_s: float = Field(10.0, gt=0, description="No audio nor audio_end: error.")
     audio_max_speed: float = Field(1.5, gt=0, description="Audio seconds per wall second.")
     audio_burst_s: float = Field(5.0, ge=0, description="Audio allowed ahead of real time.")
+    max_audio_streams: int = Field(16, ge=1, description="Audio streams open at once "
+                                   "(all connections and keys).")
     vad_silence_ms: int = Field(400, ge=32, description="A pause this long ends a phrase.")
     max_segment_s: float = Field(15.0, gt=1, description="Longest phrase.")
 

@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any, TypedDict
 
+from tolk.protocol.frames import MAX_TERM_CHARS
+
 from .jsonfile import WatchedJsonFile
 
 MAX_TERMS = 500
@@ -53,7 +55,7 @@ class GlossaryStore:
         self._owners: WatchedJsonFile[dict[str, Any]] = WatchedJsonFile(
             owners_path(path), dict, dict)  # read here; written by compat.deepl_glossaries
         self._file: WatchedJsonFile[dict[str, dict[str, str]]] = WatchedJsonFile(
-            path, _parse, dict, mode=0o644
+            path, _parse, dict
         )
 
     def get(self, name: str) -> dict[str, str] | None:
@@ -74,6 +76,8 @@ class GlossaryStore:
     def put(self, name: str, terms: dict[str, str]) -> None:
         if len(terms) > MAX_TERMS:
             raise ValueError(f"a glossary holds at most {MAX_TERMS} terms")
+        if any(len(t) > MAX_TERM_CHARS for pair in terms.items() for t in pair):
+            raise ValueError(f"a glossary term has at most {MAX_TERM_CHARS} characters")
         data = dict(self._file.load())
         data[name] = dict(terms)
         self._file.save(data)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -45,13 +46,23 @@ def _form_allowed(path: str, prefixes: list[str]) -> bool:
     return any(path == p or (p.endswith("/") and path.startswith(p)) for p in prefixes)
 
 
+ErrorShape = Callable[[str], dict[str, Any]]  # an API's error body for a message
+
+
+def shape_errors(app: Any, shape: ErrorShape, *path_prefixes: str) -> None:
+    """Refusals on these paths (exact, or prefixes ending in `/`) in their API's own shape."""
+    app.state.error_shapes.extend((p, shape) for p in path_prefixes)
+
+
 class HttpGuard:
     def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float,
-                 form_paths: list[str]) -> None:
+                 form_paths: list[str],
+                 error_shapes: list[tuple[str, ErrorShape]] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.form_paths = form_paths
+        self.error_shapes = error_shapes if error_shapes is not None else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +82,9 @@ class HttpGuard:
         except _Refused as exc:
             if started:  # too late for a status: just drop the connection
                 raise
-            body = dict(error(exc.code, exc.message))
+            path = scope["path"]
+            shape = next((f for p, f in self.error_shapes if _form_allowed(path, [p])), None)
+            body = shape(exc.message) if shape else dict(error(exc.code, exc.message))
             await JSONResponse(body, exc.status, {"connection": "close"})(scope, receive, send)
 
     def _check_headers(self, scope: Scope) -> None:

@@ -28,6 +28,7 @@ from tolk.protocol import (
 
 from .auth import bearer
 from .openapi_examples import COMPLETE_EXAMPLE, TRANSLATE_EXAMPLES
+from .security_headers import docs_csp
 from .state import ServerState
 
 router = APIRouter()
@@ -217,10 +218,13 @@ async def openapi(request: Request) -> Response:
 async def docs(request: Request) -> Response:
     if (refused := _guard(request, _state(request).settings.public_docs)) is not None:
         return refused
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="tolk API",
         swagger_js_url="/_static/swagger/swagger-ui-bundle.js",
         swagger_css_url="/_static/swagger/swagger-ui.css",
         swagger_favicon_url="/_static/swagger/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
     )
+    page.headers["content-security-policy"] = docs_csp(bytes(page.body))
+    return page

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 
 
 class WatchedJsonFile(Generic[T]):
-    def __init__(self, path: Path, parse: Callable[[Any], T], empty: Callable[[], T],
-                 mode: int = 0o600) -> None:
+    def __init__(self, path: Path, parse: Callable[[Any], T], empty: Callable[[], T]) -> None:
         self.path = path
         self._parse = parse
         self._empty = empty
-        self._mode = mode
         self._stamp: tuple[int, int, int] | None = None
         self._value: T = empty()
 
@@ -40,11 +40,13 @@ class WatchedJsonFile(Generic[T]):
         return self._value
 
     def save(self, raw: Any) -> None:
-        """Write `raw` as JSON: to a temporary file first, then renamed into place."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Write `raw` as JSON: to a temporary file first, then renamed into place. Stores hold
+        keys' hashes, tenants' terms and names: the file is the owner's only (0600), and so is
+        a folder made for it (0700)."""
+        self.path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(raw, fh, ensure_ascii=False, indent=1, sort_keys=True)
-        os.chmod(tmp, self._mode)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, self.path)
         self._stamp = None

@@ -57,7 +57,7 @@ class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: WatchedJsonFile[dict[str, KeyRecord]] = WatchedJsonFile(
-            path, _parse, dict, mode=0o600
+            path, _parse, dict
         )
 
     def records(self) -> dict[str, KeyRecord]:

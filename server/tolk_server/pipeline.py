@@ -134,13 +134,15 @@ class Pipeline:
 
     def submit(self, opts: TranslateOptions, who: Principal, sessions: SessionStore | None,
                rid: str | None = None, connection_inflight: int | None = None,
-               mode: MarkupMode | None = None, kind: RequestKind = "translate") -> Run:
+               mode: MarkupMode | None = None, kind: RequestKind = "translate",
+               within: Ticket | None = None) -> Run:
         """Plan and admit a validated request, or raise `ProtocolError` (already counted).
         The caller must release the returned run (`async with run`, or `run.release()`).
-        `kind` (a plain request, a live one, an audio segment) sets its engine priority."""
+        `kind` (a plain request, a live one, an audio segment) sets its engine priority;
+        `within`: the ticket of the stream it is part of (`Admission.admit`)."""
         rid = rid or opts.id or self.new_id()
         return self._submit([opts], who, sessions, rid, connection_inflight, mode,
-                            kind).runs[0]
+                            kind, within).runs[0]
 
     def submit_many(self, texts: list[TranslateOptions], who: Principal,
                     sessions: SessionStore | None, mode: MarkupMode | None = None) -> Batch:
@@ -150,7 +152,8 @@ class Pipeline:
 
     def _submit(self, texts: list[TranslateOptions], who: Principal,
                 sessions: SessionStore | None, rid: str, connection_inflight: int | None,
-                mode: MarkupMode | None, kind: RequestKind = "translate") -> Batch:
+                mode: MarkupMode | None, kind: RequestKind = "translate",
+                within: Ticket | None = None) -> Batch:
         t0 = time.perf_counter()
         modes = [mode or MarkupMode.of(o.format) for o in texts]
         try:
@@ -160,7 +163,7 @@ class Pipeline:
             ticket = self.admission.admit(
                 who, rid, sum(map(len, plans)),
                 sum(len(o.text) * len(j) for o, j in zip(texts, plans, strict=True)),
-                connection_inflight)
+                connection_inflight, within)
         except ProtocolError as exc:
             self.note(exc.code, request=exc.request_id is not None)
             raise

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -154,6 +155,34 @@ def abort_connection(scope: MutableMapping[str, Any]) -> bool:
     return True
 
 
+class RedactQuery(logging.Filter):
+    """uvicorn's access and WebSocket log lines without query strings: a URL's query may hold
+    a secret or the user's text (`?auth_key=…&text=…`), and neither may reach a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(map(_redact, record.args))
+        return True
+
+
+def _redact(arg: object) -> object:
+    if isinstance(arg, str) and arg.startswith("/") and "?" in arg:
+        return arg.split("?", 1)[0] + "?[redacted]"
+    return arg
+
+
+REDACT_QUERY = RedactQuery()
+LOGGERS_WITH_URLS = ("uvicorn.access", "uvicorn.error")  # HTTP access, WebSocket handshakes
+
+
+def redact_query_strings() -> None:
+    """Install `RedactQuery` on uvicorn's loggers (idempotent)."""
+    for name in LOGGERS_WITH_URLS:
+        logger = logging.getLogger(name)
+        if REDACT_QUERY not in logger.filters:
+            logger.addFilter(REDACT_QUERY)
+
+
 def protocol_classes(settings: Settings) -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
     class Http(GuardedHttpProtocol):
         header_timeout_s = settings.header_timeout_s
@@ -181,4 +210,6 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "ssl_keyfile": settings.ssl_keyfile,
     }
     kwargs.update(overrides)
-    return uvicorn.Config(app, **kwargs)
+    config = uvicorn.Config(app, **kwargs)  # configures uvicorn's logging
+    redact_query_strings()
+    return config

@@ -21,6 +21,7 @@ from ..pipeline import Run
 from .session import Translate
 
 if TYPE_CHECKING:
+    from ..admission import Ticket
     from .stream import AudioPort
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -35,10 +36,12 @@ def tag(frame: ServerFrame, todo: Translate, target: str) -> None:
 class LivePhrases:
     """The open live requests of one audio stream, by (segment, target)."""
 
-    def __init__(self, port: AudioPort, start: AudioStartFrame, spawn: Spawn) -> None:
+    def __init__(self, port: AudioPort, start: AudioStartFrame, spawn: Spawn,
+                 ticket: Ticket) -> None:
         self.port = port
         self.start = start
         self.spawn = spawn  # runs a request's frames as one of the stream's translation tasks
+        self.ticket = ticket  # the stream's: each phrase's characters are charged to its key
         self.open: dict[tuple[int, str], LiveSession | None] = {}  # None: refused at its start
 
     async def feed(self, todo: Translate) -> None:
@@ -69,14 +72,16 @@ class LivePhrases:
         first = self._frame(todo, target)
         try:
             opts = LiveSession.first_options(st.pipeline.planner, first)
-            run = st.pipeline.submit(opts, who, self.port.sessions, self.start.id)
+            run = st.pipeline.submit(opts, who, self.port.sessions, self.start.id,
+                                     within=self.ticket)
         except ProtocolError as exc:  # counted by the pipeline; the phrase's terminal frame
             frame = error(exc.code, exc.message, self.start.id)
             tag(frame, todo, target)
             await self.port.send(frame)
             return None
         s = st.settings
-        live = LiveSession(st.pipeline, first, run.jobs[0], run.ticket, s.live_idle_s,
+        # The phrase's growth is charged to the stream's key, like its first text (`within`).
+        live = LiveSession(st.pipeline, first, run.jobs[0], self.ticket, s.live_idle_s,
                            policy_from(s))
         self.spawn(self._run(run, live, todo, target))
         return live

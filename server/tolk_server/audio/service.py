@@ -37,12 +37,28 @@ class AudioService:
         self._loading = asyncio.Lock()
         self.slots = asyncio.Semaphore(settings.asr_workers)  # recognitions at once
         self.vad_factory: Callable[[], VoiceActivity] = vad_factory or SileroActivity
+        self._idle_vads: list[VoiceActivity] = []  # made once, reused by later streams
         self.streams = 0  # audio streams open now (all connections)
         s = settings
         self.limits = AudioLimits(max_duration_s=s.audio_max_s, idle_timeout_s=s.audio_idle_s,
                                   max_speed=s.audio_max_speed, burst_s=s.audio_burst_s)
         self.vad_config = VadConfig(min_silence_ms=s.vad_silence_ms,
                                     max_segment_s=s.max_segment_s)
+
+    def take_vad(self) -> VoiceActivity:
+        """A voice-activity model: an idle one, else a new one (slow: call it off the loop)."""
+        try:
+            return self._idle_vads.pop()
+        except IndexError:
+            return self.vad_factory()
+
+    def give_back_vads(self, vads: list[VoiceActivity]) -> None:
+        """A closed stream's models, reset, for the next streams (at most one per stream the
+        server admits, and its channels)."""
+        for vad in vads:
+            if len(self._idle_vads) < self.settings.max_audio_streams * 2:
+                vad.reset()
+                self._idle_vads.append(vad)
 
     @property
     def engine(self) -> EngineTranscriber | None:

@@ -34,6 +34,7 @@ from .session import AudioSession, Recognise, Translate
 from .transcriber import recognise
 
 if TYPE_CHECKING:
+    from ..admission import Ticket
     from ..auth import Principal
     from ..sessions import SessionStore
     from ..state import ServerState
@@ -75,14 +76,24 @@ class AudioPort:
                 if t not in langs:
                     raise ProtocolError(ErrorCode.UNSUPPORTED_LANGUAGE,
                                         f"target {t!r} is not served", frame.id)
-            loop = asyncio.get_running_loop()
-            session = AudioSession(frame, loop.time(), svc.vad_factory, svc.vad_config,
-                                   svc.limits)
+            who = self.who()
+            assert who is not None
+            ticket = self.state.admission.admit_audio(who, frame.id)
         except ProtocolError as exc:
             await self._error(exc)
             return
+        try:  # its voice-activity models are made (or reused) off the event loop
+            session = await asyncio.to_thread(
+                AudioSession, frame, asyncio.get_running_loop().time(), svc.take_vad,
+                svc.vad_config, svc.limits)
+        except BaseException as exc:
+            self.state.admission.release(ticket)
+            if not isinstance(exc, ProtocolError):
+                raise
+            await self._error(exc)
+            return
         self._dropping = False
-        self.run = AudioRun(self, svc, session)
+        self.run = AudioRun(self, svc, session, ticket)
 
     async def binary(self, data: bytes) -> None:
         if self.run is None:
@@ -135,15 +146,18 @@ class AudioPort:
 class AudioRun:
     """One open stream: a recognition worker, an idle watchdog and translation tasks."""
 
-    def __init__(self, port: AudioPort, service: AudioService, session: AudioSession) -> None:
+    def __init__(self, port: AudioPort, service: AudioService, session: AudioSession,
+                 ticket: Ticket) -> None:
         self.port = port
         self.service = service
         self.session = session
+        self.ticket = ticket  # the stream's admission; its phrases are admitted within it
         self.jobs: deque[Recognise] = deque()
         self.wake = asyncio.Event()
         self.translations: set[asyncio.Task[None]] = set()
         # `live`: partial transcripts drive live requests; otherwise finals are translated
-        self.live = LivePhrases(port, session.start, self._spawn) if session.start.live else None
+        self.live = (LivePhrases(port, session.start, self._spawn, ticket)
+                     if session.start.live else None)
         service.streams += 1
         self._closed = False
         self.worker = asyncio.create_task(self._work())
@@ -232,7 +246,8 @@ class AudioRun:
                                 targets=list(self.session.start.targets),
                                 quality=self.session.start.quality)
         try:
-            run = st.pipeline.submit(opts, who, self.port.sessions, sid, kind="audio")
+            run = st.pipeline.submit(opts, who, self.port.sessions, sid, kind="audio",
+                                     within=self.ticket)
         except ProtocolError as exc:  # counted by the pipeline
             frame = error(exc.code, exc.message, sid)
             frame["segment"], frame["speaker"] = todo.segment, todo.speaker
@@ -250,7 +265,9 @@ class AudioRun:
             return
         self._closed = True
         self.service.streams -= 1
+        self.port.state.admission.release(self.ticket)
         self.jobs.clear()
+        self.service.give_back_vads([seg.vad for seg in self.session.lanes])
         self.session.lanes.clear()  # the buffered audio
         if self.live is not None:
             self.live.clear()

@@ -37,7 +37,7 @@ _META: dict[Path, WatchedJsonFile[dict[str, dict[str, Any]]]] = {}
 def _meta_file(st: ServerState) -> WatchedJsonFile[dict[str, dict[str, Any]]]:
     path = st.settings.glossary_file.with_suffix(".deepl.json")
     if path not in _META:
-        _META[path] = WatchedJsonFile(path, dict, dict, mode=0o644)
+        _META[path] = WatchedJsonFile(path, dict, dict)
     return _META[path]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.responses import JSONResponse
 
 from tolk.protocol import KEY_LIMITS, ErrorCode, Limit, ProtocolError
@@ -21,13 +23,27 @@ class CompatError(Exception):
         self.message = message
 
 
+# The paths of each API (exact, or prefixes ending in `/`), for refusals made before a
+# route runs (`http_guard`: body too large, too slow…).
+LT_PATHS = ("/translate", "/detect", "/languages", "/frontend/settings")
+DEEPL_PATHS = ("/v2/", "/v3/")
+
+
+def libretranslate_body(message: str) -> dict[str, Any]:
+    return {"error": message}
+
+
+def deepl_body(message: str) -> dict[str, Any]:
+    return {"message": message}
+
+
 def libretranslate_error(exc: CompatError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
+    return JSONResponse(libretranslate_body(exc.message), status_code=exc.status)
 
 
 def deepl_error(exc: CompatError) -> JSONResponse:
     headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
-    return JSONResponse({"message": exc.message}, status_code=exc.status, headers=headers)
+    return JSONResponse(deepl_body(exc.message), status_code=exc.status, headers=headers)
 
 
 def from_protocol(exc: ProtocolError, *, quota_status: int) -> CompatError:

@@ -13,6 +13,7 @@ from .errors import MAX_BODY_BYTES, CompatError
 
 Fields = dict[str, Any]
 MAX_FORM_FIELDS = 1000
+SECRET_FIELDS = frozenset({"auth_key", "api_key"})  # never taken from a query string
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -34,6 +35,9 @@ async def read_fields(request: Request, lists: frozenset[str] = frozenset(),
     the last value given. JSON bodies are taken as they are."""
     fields: Fields = {}
     for k, v in parse_qsl(request.url.query, keep_blank_values=True):
+        if k in SECRET_FIELDS:
+            raise CompatError(400, f"{k} in the URL is not accepted (URLs get logged): send "
+                              "the key in the Authorization header or in the request body")
         _put(fields, k, v, k in lists)
     body = await read_body(request, limit)
     if not body.strip():

@@ -64,7 +64,8 @@ def _not_reserved(value: str) -> str:
 # The one string type of client frames: valid Unicode (every string field uses it).
 WireStr = Annotated[str, AfterValidator(_valid_unicode)]
 Lang = Annotated[WireStr, Field(pattern=LANG_PATTERN, max_length=35)]
-Term = Annotated[WireStr, Field(min_length=1, max_length=200)]
+MAX_TERM_CHARS = 200  # one glossary term (source or target), inline or stored
+Term = Annotated[WireStr, Field(min_length=1, max_length=MAX_TERM_CHARS)]
 Name = Annotated[WireStr, Field(min_length=1, max_length=ID_MAX)]
 RequestId = Annotated[Name, AfterValidator(_not_reserved)]
 Quality = Literal["fast", "balanced", "quality"]
