@@ -159,6 +159,9 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    # The bundled Swagger UI (4.x, swagger-ui-bundle) renders OpenAPI 3.0 only: it refuses a
+    # 3.1 document outright ("does not specify a valid version field").
+    app.openapi_version = "3.0.3"
     state.audio = _audio_service(settings)
     app.state.tolk = state
     _guard(app, settings)
