@@ -21,7 +21,7 @@ model=${TMPDIR:-/tmp}/tolk-dummy-${shape}
 
 "$py" "$bundle/tolk-bundle.py" install "$bundle" --python "$py"
 "$py" -m tolk_bench.dummy_model "$model" --shape "$shape" --data "$data"
-"$py" -m tolk_server.cli bench --model "$model" --load-format dummy --dtype bfloat16 \
+"$py" -m tolk_server.cli.commands bench --model "$model" --load-format dummy --dtype bfloat16 \
     --no-enforce-eager --max-num-seqs 256 --max-model-len 1024 \
     --concurrency "${CONCURRENCY:-1,64,256}" --requests "${REQUESTS:-256}" --max-tokens 40 \
     --warmup 16 --long 0 --data "$data" --no-frontend --out "$out" \

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from support.live_server import free_port
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.profiles import load_profile
+from tolk_server.models.profiles import load_profile
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
@@ -106,7 +106,7 @@ def engine_settings() -> Settings:
 @pytest.fixture(scope="session")
 async def tiny_engine(tiny_model_dir: Path, engine_settings: Settings) -> AsyncIterator[object]:
     """One real vLLM engine (vllm-cpu) over the tiny model, for the whole session."""
-    from tolk_server.vllm_engine import VllmEngine
+    from tolk_server.adapters.vllm import VllmEngine
 
     engine = VllmEngine(engine_settings, str(tiny_model_dir))
     await engine.start()

@@ -12,13 +12,13 @@ from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
 from conftest import TINY_PROFILE, wait_ready
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.audio.pcm import Samples
 from tolk_server.audio.service import AudioService
 from tolk_server.audio.transcriber import Transcript
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.keystore import KeyLimits, KeyStore
+from tolk_server.security.keystore import KeyLimits, KeyStore
 
 
 class EnergyVad:

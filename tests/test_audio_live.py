@@ -18,13 +18,13 @@ from websockets.sync.client import connect
 from conftest import TINY_PROFILE
 from tolk.realtime import AudioStream
 from tolk_bench import speech
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.audio.pcm import Samples
 from tolk_server.audio.service import AudioService
 from tolk_server.audio.transcriber import Transcript
 from tolk_server.audio.vad import VadConfig
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
 
 SCRIPT = "the committee will now consider the amendments to the budget one by one".split()
 

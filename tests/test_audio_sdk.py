@@ -15,10 +15,10 @@ from conftest import TINY_PROFILE
 from tolk import Client
 from tolk.realtime import AudioStream
 from tolk_bench import speech
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.audio.transcriber import bundled_model_dir
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
 
 pytestmark = pytest.mark.skipif(bundled_model_dir() is None, reason="audio models not installed")
 SENTENCES = ["The meeting will begin shortly.", "Thank you, Madam President."]
@@ -95,7 +95,7 @@ async def test_sync_client_stream_is_async_iterable_without_blocking(fake_server
 
 def test_tolk_listen_prints_transcript_and_translation(audio_server: str, meeting_wav: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from tolk_server.cli import build_parser
+    from tolk_server.cli.commands import build_parser
 
     ns = build_parser().parse_args(["listen", str(meeting_wav), "--target", "fi", "--source",
                                     "en", "--url", audio_server, "--fast"])
@@ -109,7 +109,7 @@ def test_tolk_listen_prints_transcript_and_translation(audio_server: str, meetin
 
 def test_tolk_listen_live_prints_each_phrase_once(audio_server: str, meeting_wav: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from tolk_server.cli import build_parser
+    from tolk_server.cli.commands import build_parser
 
     ns = build_parser().parse_args(["listen", str(meeting_wav), "--target", "fi", "--source",
                                     "en", "--url", audio_server, "--fast", "--live",

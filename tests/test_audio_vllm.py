@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from test_audio_ws import LoadingEngine, audio_start, send_pcm, until_complete
 
+from tolk_server.adapters.vllm_transcriber import VllmWhisper, decoder_prompt, is_multilingual
 from tolk_server.audio.service import AudioService
 from tolk_server.audio.transcriber import bundled_model_dir
-from tolk_server.audio.vllm_transcriber import VllmWhisper, decoder_prompt, is_multilingual
 from tolk_server.config import Settings
 
 
@@ -59,8 +59,8 @@ def test_vllm_backend_needs_weights_and_refuses_audio_until_loaded(tmp_path: Pat
 def whisper_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from conftest import TINY_PROFILE, wait_ready
     from support.tiny_whisper import build_tiny_whisper
-    from tolk_server.app import create_app
-    from tolk_server.echo_engine import EchoEngine
+    from tolk_server.adapters.echo import EchoEngine
+    from tolk_server.app.wiring import create_app
 
     tokenizer = bundled_model_dir()
     assert tokenizer is not None

@@ -196,9 +196,9 @@ def test_disconnect_mid_stream_frees_everything(make_client: Any, phrases: np.nd
 @pytest.fixture(scope="module")
 def real_client() -> Iterator[TestClient]:
     from conftest import TINY_PROFILE, wait_ready
-    from tolk_server.app import create_app
+    from tolk_server.adapters.echo import EchoEngine
+    from tolk_server.app.wiring import create_app
     from tolk_server.config import Settings
-    from tolk_server.echo_engine import EchoEngine
 
     app = create_app(Settings(engine="fake", audio_max_speed=1000.0), engine=EchoEngine(),
                      profile=TINY_PROFILE)

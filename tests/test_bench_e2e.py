@@ -87,7 +87,7 @@ async def test_frontend_ceiling_small(fake_server: str) -> None:
 
 
 def test_cli_parsing() -> None:
-    from tolk_server.cli import build_parser
+    from tolk_server.cli.commands import build_parser
 
     p = build_parser()
     ns = p.parse_args(["bench", "--concurrency", "1,4,16", "--rates", "2 8", "--no-frontend"])

@@ -21,9 +21,9 @@ import pytest
 
 from conftest import TINY_PROFILE
 from support.live_server import serve_in_thread
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
 
 pytestmark = pytest.mark.browser
 

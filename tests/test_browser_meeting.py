@@ -16,10 +16,10 @@ from test_browser import CHROMIUM_ARGS, Page, _need_browser
 from conftest import TINY_PROFILE
 from support.live_server import serve_in_thread
 from tolk_bench import speech
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.audio.transcriber import bundled_model_dir
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(bundled_model_dir() is None, reason="audio models not installed")]

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tolk_server.chunking import CJK_PUNCT, SPACED_PUNCT, Chunker
-from tolk_server.reassembly import OrderedJoiner
-from tolk_server.segmenter import HEAD_WINDOWS, split_head, split_rest, split_sentences
+from tolk_server.pipeline.chunking import CJK_PUNCT, SPACED_PUNCT, Chunker
+from tolk_server.pipeline.reassembly import OrderedJoiner
+from tolk_server.text.segmenter import HEAD_WINDOWS, split_head, split_rest, split_sentences
 
 ALPHABET = st.sampled_from(
     list("abcäöå ÄÖ  \n.,!?;:…-'\"0123") + list("你好世界。！？，、；") + ["ﾃ", "🙂"]

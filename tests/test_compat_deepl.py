@@ -75,7 +75,7 @@ def test_glossary_lifecycle_through_the_client(client: deepl.Translator,
 
 
 def test_glossaries_belong_to_their_key(client: deepl.Translator, srv: CompatServer) -> None:
-    from tolk_server.glossary import GlossaryStore
+    from tolk_server.text.glossary import GlossaryStore
 
     GlossaryStore(srv.glossary_file).put("operator-terms", {"ship": "Schiff"})
     mine = client.create_glossary("mine", "EN", "DE", {"dog": "Hund"})

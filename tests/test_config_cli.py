@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tolk_server.cli import build_parser, main
+from tolk_server.cli.commands import build_parser, main
 from tolk_server.config import Settings, is_loopback, load_settings
 
 

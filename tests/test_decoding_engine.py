@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tolk_server.engine import GenerationParams
+from tolk_server.engine.interface import GenerationParams
 
 pytestmark = [pytest.mark.engine]
 

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tolk_models import DEMO_DIR
-from tolk_server.profiles import render, resolve_profile
+from tolk_server.models.profiles import render, resolve_profile
 
 pytestmark = [pytest.mark.engine]
 
@@ -49,9 +49,9 @@ async def demo_server() -> AsyncIterator[tuple[Any, str]]:
     import uvicorn
 
     from support.live_server import free_port
-    from tolk_server.app import create_app
+    from tolk_server.adapters.vllm import VllmEngine
+    from tolk_server.app.wiring import create_app
     from tolk_server.config import Settings
-    from tolk_server.vllm_engine import VllmEngine
 
     settings = Settings(enforce_eager=True, kv_cache_gib=1, max_num_seqs=64, max_model_len=512)
     engine = VllmEngine(settings, str(DEMO_DIR))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tolk_server.cli import _settings, build_parser
+from tolk_server.cli.commands import _settings, build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile.gpu"

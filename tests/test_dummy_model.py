@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from conftest import TINY_PROFILE, wait_ready
 from tolk_bench.dummy_model import SHAPES, build, hbm_bound_ms
 from tolk_bench.paths import NEWS_DATA, REPO_DIR
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.engine import GenerationParams
-from tolk_server.profiles import resolve_profile
+from tolk_server.engine.interface import GenerationParams
+from tolk_server.models.profiles import resolve_profile
 
 
 def test_shapes_match_the_published_models() -> None:

@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from conftest import TINY_PROFILE
-from tolk_server.engine import GenerationParams
-from tolk_server.profiles import render
+from tolk_server.engine.interface import GenerationParams
+from tolk_server.models.profiles import render
 
 pytestmark = [pytest.mark.engine]
 
@@ -161,7 +161,7 @@ async def test_prompt_longer_than_the_context_is_too_large(tiny_server: str) -> 
 async def test_engine_stops_only_its_own_core_process(tiny_engine: Any) -> None:
     # Several models run several engines in one server: shutting one down must find its
     # own engine core, not every EngineCore child of the process.
-    from tolk_server.engine_shield import engine_core_processes
+    from tolk_server.adapters.shield import engine_core_processes
 
     own = tiny_engine._core_processes()
     assert own is not None and len(own) == 1

@@ -15,11 +15,11 @@ from test_live_ws import drain
 
 from conftest import wait_ready
 from support.compat_server import PROFILE
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.glossary import GlossaryStore
-from tolk_server.keystore import KeyStore
+from tolk_server.security.keystore import KeyStore
+from tolk_server.text.glossary import GlossaryStore
 
 TERMS = {"house": "Haus"}
 TEXT = "The house is red."

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from conftest import TINY_PROFILE_TOML
 from support.processes import engine_core_pids
 from support.subprocess_server import tolk_serve
-from tolk_server.engine_shield import (
+from tolk_server.adapters.shield import (
     call_shielded,
     engine_core_processes,
     stop_engine_processes,

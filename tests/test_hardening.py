@@ -24,10 +24,10 @@ from websockets.sync.client import connect as sync_connect
 
 from conftest import TINY_PROFILE, wait_ready
 from support.subprocess_server import tolk_serve
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.keystore import KeyLimits, KeyStore
+from tolk_server.security.keystore import KeyLimits, KeyStore
 
 
 def app_with_keys(tmp_path: Path, **settings: Any) -> tuple[TestClient, KeyStore]:

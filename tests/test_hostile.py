@@ -19,10 +19,10 @@ from websockets.asyncio.client import connect
 
 from conftest import TINY_PROFILE, wait_ready
 from support.live_server import serve_in_thread
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.lifecycle import drain
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.lifecycle import drain
 
 LONG = " ".join(f"w{i}" for i in range(700))[:3990]  # just under the 4,000-character limit
 KEYS = {"a": "key-a-0123456789", "b": "key-b-0123456789"}

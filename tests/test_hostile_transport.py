@@ -24,11 +24,11 @@ from websockets.sync.client import connect
 
 from conftest import TINY_PROFILE
 from support.live_server import free_port
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.http_guard import allow_form_bodies
-from tolk_server.transport import GuardedWebSocketProtocol, uvicorn_config
+from tolk_server.security.http_guard import allow_form_bodies
+from tolk_server.transports.uvicorn_bounds import GuardedWebSocketProtocol, uvicorn_config
 
 KEY = "hostile-test-key"
 MB = 1024 * 1024

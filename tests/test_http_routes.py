@@ -9,9 +9,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from conftest import TINY_PROFILE
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
 
 
 def sse_frames(body: str) -> list[dict[str, Any]]:

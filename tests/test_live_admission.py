@@ -14,7 +14,7 @@ from test_hardening import app_with_keys
 from test_live_ws import SENTENCE, check_partials, drain, ready, update
 
 from conftest import wait_ready
-from tolk_server.keystore import KeyLimits
+from tolk_server.security.keystore import KeyLimits
 
 STEP = 300  # characters typed between two updates
 
@@ -146,7 +146,7 @@ def test_reserved_ids_are_refused_on_every_opening_frame(make_client: Any) -> No
 
 
 def test_audio_start_cannot_take_the_id_of_a_request_in_flight(make_client: Any) -> None:
-    from tolk_server.echo_engine import EchoEngine
+    from tolk_server.adapters.echo import EchoEngine
 
     client = make_client(engine=EchoEngine(token_delay_s=0.02))
     with client.websocket_connect("/v1/stream") as ws:

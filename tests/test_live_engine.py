@@ -10,7 +10,7 @@ import pytest
 from test_engine_vllm import collect, offline_greedy, open_ws
 
 from conftest import TINY_PROFILE
-from tolk_server.profiles import render
+from tolk_server.models.profiles import render
 
 pytestmark = [pytest.mark.engine]
 

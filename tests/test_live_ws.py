@@ -9,7 +9,7 @@ from typing import Any
 from starlette.testclient import WebSocketTestSession
 from test_ws_routes import translate
 
-from tolk_server.echo_engine import EchoEngine as FakeEngine
+from tolk_server.adapters.echo import EchoEngine as FakeEngine
 
 SENTENCE = "The committee will now consider the amendments one by one"
 

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tolk_server.markup import Markup, translate_markup
+from tolk_server.text.markup import Markup, translate_markup
 
 WORDS = st.sampled_from(["Hello", "world", "big", "cat", "the", "sat", "on", "mat.", "Tom's",
                          "¿qué?", "naïve", "42", "x<y", "a&b", '"q"'])

@@ -13,14 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import TINY_PROFILE, wait_ready
-from tolk_server.app import build_models, create_app
-from tolk_server.cli import _settings, build_parser
+from tolk_server.adapters.echo import EchoEngine as FakeEngine
+from tolk_server.app.wiring import build_models, create_app
+from tolk_server.cli.commands import _settings, build_parser
 from tolk_server.config import Settings
-from tolk_server.decoding import beam_search, mbr_select
-from tolk_server.echo_engine import EchoEngine as FakeEngine
-from tolk_server.engine import Delta, EngineError, GenerationParams
-from tolk_server.models import ModelSet, RouteSpec, ServedModel
-from tolk_server.modes import Mode
+from tolk_server.engine.decoding import beam_search, mbr_select
+from tolk_server.engine.interface import Delta, EngineError, GenerationParams
+from tolk_server.models.modes import Mode
+from tolk_server.models.routing import ModelSet, RouteSpec, ServedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SV_PROFILE = TINY_PROFILE.model_copy(update={"name": "sv", "languages": {"en": "English",

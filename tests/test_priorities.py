@@ -10,8 +10,8 @@ from test_audio_ws import audio_start, echo_client, send_pcm, until_complete
 from test_live_ws import drain, update
 
 from tolk_bench import speech
+from tolk_server.adapters.echo import EchoEngine
 from tolk_server.config import Priorities
-from tolk_server.echo_engine import EchoEngine
 
 # Distinct values per kind, so that each one's origin shows in what the engine received.
 CUSTOM = {"translate": 3, "live": -2, "audio": -3, "bulk": 7, "bulk_chars": 80}

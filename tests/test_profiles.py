@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tolk_server.profiles import builtin_profiles, render, resolve_profile
+from tolk_server.models.profiles import builtin_profiles, render, resolve_profile
 
 
 def chatml(messages: list[dict[str, Any]], kwargs: Mapping[str, Any]) -> str:

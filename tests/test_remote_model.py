@@ -17,12 +17,12 @@ from test_models_routing import FailingEngine
 from support.live_server import serve_in_thread
 from support.subprocess_server import tolk_serve
 from tolk_models import DEMO_DIR
-from tolk_server.app import create_app
-from tolk_server.cli import _settings, build_parser
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.adapters.remote import RemoteEngine, remote_profile
+from tolk_server.app.wiring import create_app
+from tolk_server.cli.commands import _settings, build_parser
 from tolk_server.config import load_settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.models import ModelSet, ModelSpec, ServedModel
-from tolk_server.remote_engine import RemoteEngine, remote_profile
+from tolk_server.models.routing import ModelSet, ModelSpec, ServedModel
 
 PEER_KEY = "peer-secret-key"
 

@@ -13,7 +13,7 @@ import pytest
 import tolk
 from tolk import AsyncClient, Client, MockServer, MockTransport, Reconnect
 from tolk.events import TranslationEventHandler
-from tolk_server.echo_engine import echo_translation
+from tolk_server.adapters.echo import echo_translation
 
 FAST = Reconnect(max_attempts=3, backoff=0.01, max_backoff=0.05, jitter=0.0)
 
@@ -141,7 +141,7 @@ result1 = client.translate_stream(text="Hello", target="fi")
 result2 = client.translate_stream(text="World", target="fi")
 
 from tolk.events import TranslationEventHandler
-from tolk_server.echo_engine import echo_translation
+from tolk_server.adapters.echo import echo_translation
 client = Client(event_handler=MyHandler())
 client.translate_stream(text="Test", target="fi")   # the handler sees start, tokens, complete
 

@@ -22,9 +22,9 @@ import tolk
 from conftest import TINY_PROFILE
 from support.live_server import free_port, serve_in_thread
 from tolk import AsyncClient, Client, Reconnect, TranslationEventHandler
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine, echo_translation
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine, echo_translation
 
 FAST = Reconnect(max_attempts=3, backoff=0.01, max_backoff=0.05, jitter=0.0)
 

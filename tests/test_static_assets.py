@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tolk_server.app import JS_CLIENT, STATIC_DIR
+from tolk_server.app.wiring import JS_CLIENT, STATIC_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

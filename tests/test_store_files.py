@@ -13,9 +13,9 @@ import pytest
 
 from support.compat_server import compat_server
 from tolk.protocol.frames import MAX_TERM_CHARS
-from tolk_server.cli import main
-from tolk_server.glossary import GlossaryStore
-from tolk_server.keystore import KeyStore
+from tolk_server.cli.commands import main
+from tolk_server.security.keystore import KeyStore
+from tolk_server.text.glossary import GlossaryStore
 
 
 @pytest.fixture

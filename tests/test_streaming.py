@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from test_ws_routes import drain
 
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.engine import Delta, GenerationParams
-from tolk_server.glossary import GlossaryStore
-from tolk_server.profiles import Profile
-from tolk_server.sessions import SessionStore, Turn
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.engine.interface import Delta, GenerationParams
+from tolk_server.models.profiles import Profile
+from tolk_server.pipeline.context import SessionStore, Turn
+from tolk_server.text.glossary import GlossaryStore
 
 RICH = Profile(
     name="rich", family="rich", template="completion", prompt="<2{tgt}>{text}<sep>",
@@ -120,7 +120,7 @@ def test_long_input_is_split_translated_in_parallel_and_kept_in_order(make_clien
     seqs = [t["seq"] for t in toks]
     assert seqs == sorted(seqs) and seqs[0] == 0 and seqs[-1] == 4
     # Each sentence translated on its own, joined with the source's white space.
-    from tolk_server.echo_engine import echo_translation
+    from tolk_server.adapters.echo import echo_translation
 
     expected = " ".join(echo_translation(f"<2fi>{s}<sep>") for s in sentences)
     assert done["translation"] == expected
@@ -137,7 +137,7 @@ def test_oversized_input_is_too_large(make_client: Any) -> None:
 def test_sessions_carry_context_without_bleed(make_client: Any) -> None:
     from fastapi.testclient import TestClient
 
-    from tolk_server.app import create_app
+    from tolk_server.app.wiring import create_app
     from tolk_server.config import Settings
 
     engine = RecordingEngine()
@@ -178,7 +178,7 @@ def test_session_store_is_bounded_by_turns_ttl_and_lru() -> None:
 def test_glossary_inline_and_named(make_client: Any, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from tolk_server.app import create_app
+    from tolk_server.app.wiring import create_app
     from tolk_server.config import Settings
 
     gfile = tmp_path / "g.json"
@@ -227,7 +227,7 @@ def test_cache_hit_still_streams_in_the_requested_granularity(make_client: Any) 
 def test_several_targets_in_one_request(make_client: Any) -> None:
     from fastapi.testclient import TestClient
 
-    from tolk_server.app import create_app
+    from tolk_server.app.wiring import create_app
     from tolk_server.config import Settings
 
     app = create_app(Settings(engine="fake"), engine=EchoEngine(token_delay_s=0.002),
@@ -255,7 +255,7 @@ def test_several_targets_in_one_request(make_client: Any) -> None:
 def test_cancel_with_several_targets_ends_each_target(make_client: Any) -> None:
     from fastapi.testclient import TestClient
 
-    from tolk_server.app import create_app
+    from tolk_server.app.wiring import create_app
     from tolk_server.config import Settings
 
     app = create_app(Settings(engine="fake"), engine=EchoEngine(token_delay_s=0.02),
@@ -292,8 +292,8 @@ def test_option_validation(make_client: Any, body: dict[str, Any]) -> None:
 def test_long_input_is_planned_head_first_and_kept_whole(make_client: Any, first: str) -> None:
     # The first sentence goes to the engine before the rest is split (segmenter.split_head);
     # slow or quick, the reassembled text is every sentence, in order, white space kept.
-    from tolk_server.echo_engine import echo_translation
-    from tolk_server.segmenter import split_sentences
+    from tolk_server.adapters.echo import echo_translation
+    from tolk_server.text.segmenter import split_sentences
 
     engine = RecordingEngine()
     c = make_client(engine=engine)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tolk_server.adapters.shield import ENGINE_TEARDOWN_S
 from tolk_server.config import Settings
-from tolk_server.engine_shield import ENGINE_TEARDOWN_S
-from tolk_server.transport import CLOSE_GRACE_S, uvicorn_config
-from tolk_server.ws import CLOSE_TIMEOUT_S, FLUSH_TIMEOUT_S
+from tolk_server.transports.uvicorn_bounds import CLOSE_GRACE_S, uvicorn_config
+from tolk_server.transports.ws import CLOSE_TIMEOUT_S, FLUSH_TIMEOUT_S
 
 UNIT = Path(__file__).parent.parent / "deploy" / "systemd" / "tolk.service"
 

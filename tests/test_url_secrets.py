@@ -16,11 +16,11 @@ from websockets.sync.client import connect
 
 from conftest import TINY_PROFILE
 from support.live_server import free_port
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.keystore import KeyStore
-from tolk_server.transport import uvicorn_config
+from tolk_server.security.keystore import KeyStore
+from tolk_server.transports.uvicorn_bounds import uvicorn_config
 
 
 class Lines(logging.Handler):

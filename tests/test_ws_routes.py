@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from tolk_server.echo_engine import EchoEngine
+from tolk_server.adapters.echo import EchoEngine
 
 
 def drain(ws: WebSocketTestSession, ids: set[str]) -> dict[str, list[dict[str, Any]]]:

@@ -14,7 +14,7 @@ from .workload import Renderer
 class BenchSetup:
     settings: Any  # tolk_server.config.Settings
     model: str
-    profile: Any  # tolk_server.profiles.Profile
+    profile: Any  # tolk_server.models.profiles.Profile
     profile_arg: str | None
     engine_args: dict[str, Any]
     render: Renderer
@@ -29,7 +29,7 @@ class BenchSetup:
 
     @property
     def env(self) -> dict[str, str]:
-        from tolk_server.vllm_engine import has_cuda
+        from tolk_server.adapters.vllm import has_cuda
 
         if has_cuda():
             return {}
@@ -114,9 +114,9 @@ def make_setup(
     prefix_caching: bool,
     load_format: str = "auto",
 ) -> BenchSetup:
+    from tolk_server.adapters.vllm import VllmEngine, engine_args_dict
     from tolk_server.config import load_settings
-    from tolk_server.profiles import model_arg, render, resolve_profile
-    from tolk_server.vllm_engine import VllmEngine, engine_args_dict
+    from tolk_server.models.profiles import model_arg, render, resolve_profile
 
     overrides: dict[str, Any] = {"profile": profile}
     model = model or "demo"

@@ -29,11 +29,11 @@ async def measure(model: str, profile_arg: str | None, requests: int, max_tokens
                   levels: list[int]) -> dict[str, Any]:
     import uvicorn
 
-    from tolk_server.app import create_app
+    from tolk_server.adapters.vllm import VllmEngine
+    from tolk_server.app.wiring import create_app
     from tolk_server.config import Settings
-    from tolk_server.engine import GenerationParams
-    from tolk_server.profiles import render, resolve_profile
-    from tolk_server.vllm_engine import VllmEngine
+    from tolk_server.engine.interface import GenerationParams
+    from tolk_server.models.profiles import render, resolve_profile
 
     settings = Settings(enforce_eager=True, kv_cache_gib=2, max_num_seqs=64)
     profile = resolve_profile(model, profile_arg)

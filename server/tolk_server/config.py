@@ -16,7 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .models import ModelSpec, RouteSpec
+from tolk_server.models.routing import ModelSpec, RouteSpec
 
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
 EngineKind = Literal["vllm", "echo", "fake"]

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import Admission
-from .auth import Authenticator
-from .config import Settings
-from .engine import Engine
-from .metrics import Metrics
-from .models import ModelSet
-from .pipeline import Pipeline
-from .sessions import SessionStore
+from tolk_server.config import Settings
+from tolk_server.engine.interface import Engine
+from tolk_server.models.routing import ModelSet
+from tolk_server.ops.metrics import Metrics
+from tolk_server.pipeline.admission import Admission
+from tolk_server.pipeline.context import SessionStore
+from tolk_server.pipeline.submit import Pipeline
+from tolk_server.security.auth import Authenticator
 
 
 @dataclass

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.live_server import serve_in_thread
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine, echo_translation
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine, echo_translation
-from tolk_server.keystore import KeyLimits, KeyStore
-from tolk_server.profiles import Profile
+from tolk_server.models.profiles import Profile
+from tolk_server.security.keystore import KeyLimits, KeyStore
 
 PROFILE = Profile(
     name="compat-test", family="tiny", template="completion", prompt="<2{tgt}>{text}<sep>",

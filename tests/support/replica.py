@@ -12,10 +12,10 @@ import argparse
 
 import uvicorn
 
-from tolk_server.app import create_app
+from tolk_server.adapters.echo import EchoEngine
+from tolk_server.app.wiring import create_app
 from tolk_server.config import Settings
-from tolk_server.echo_engine import EchoEngine
-from tolk_server.profiles import Profile
+from tolk_server.models.profiles import Profile
 
 PROFILE = Profile(
     name="tiny",

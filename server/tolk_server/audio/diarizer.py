@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .pcm import Samples
+from tolk_server.audio.pcm import Samples
 
 
 class Diarizer(Protocol):

@@ -14,15 +14,14 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from tolk.protocol import AudioStartFrame, ProtocolError, ServerFrame, UpdateFrame, error
-
-from ..live.policy import policy_from
-from ..live.session import LiveSession
-from ..pipeline import Run
-from .session import Translate
+from tolk_server.audio.session import Translate
+from tolk_server.live.policy import policy_from
+from tolk_server.live.session import LiveSession
+from tolk_server.pipeline.submit import Run
 
 if TYPE_CHECKING:
-    from ..admission import Ticket
-    from .stream import AudioPort
+    from tolk_server.audio.stream import AudioPort
+    from tolk_server.pipeline.admission import Ticket
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 

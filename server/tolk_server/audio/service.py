@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from ..config import Settings
-from .session import AudioLimits
-from .transcriber import AnyTranscriber
-from .vad import SileroActivity, VadConfig, VoiceActivity
+from tolk_server.audio.session import AudioLimits
+from tolk_server.audio.transcriber import AnyTranscriber
+from tolk_server.audio.vad import SileroActivity, VadConfig, VoiceActivity
+from tolk_server.config import Settings
 
 
 @runtime_checkable
@@ -102,6 +102,6 @@ class AudioService:
 
     def _load(self) -> AnyTranscriber:
         s = self.settings
-        from .transcriber import FasterWhisper
+        from tolk_server.audio.transcriber import FasterWhisper
 
         return FasterWhisper(s.asr_model, threads=s.asr_threads)

@@ -22,11 +22,10 @@ from tolk.protocol import (
 )
 from tolk.protocol import audio_complete as audio_complete_frame
 from tolk.protocol import transcript as transcript_frame
-
-from .diarizer import ChannelDiarizer, Diarizer
-from .pcm import TARGET_RATE, PcmError, Resampler, check_format, decode_s16le
-from .transcriber import Transcript
-from .vad import Phrase, Segmenter, VadConfig, VoiceActivity
+from tolk_server.audio.diarizer import ChannelDiarizer, Diarizer
+from tolk_server.audio.pcm import TARGET_RATE, PcmError, Resampler, check_format, decode_s16le
+from tolk_server.audio.transcriber import Transcript
+from tolk_server.audio.vad import Phrase, Segmenter, VadConfig, VoiceActivity
 
 
 @dataclass(frozen=True)

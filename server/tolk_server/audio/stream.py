@@ -27,17 +27,16 @@ from tolk.protocol import (
     TranslateOptions,
     error,
 )
-
-from .live_phrases import LivePhrases
-from .service import AudioService
-from .session import AudioSession, Recognise, Translate
-from .transcriber import recognise
+from tolk_server.audio.live_phrases import LivePhrases
+from tolk_server.audio.service import AudioService
+from tolk_server.audio.session import AudioSession, Recognise, Translate
+from tolk_server.audio.transcriber import recognise
 
 if TYPE_CHECKING:
-    from ..admission import Ticket
-    from ..auth import Principal
-    from ..sessions import SessionStore
-    from ..state import ServerState
+    from tolk_server.pipeline.admission import Ticket
+    from tolk_server.pipeline.context import SessionStore
+    from tolk_server.security.auth import Principal
+    from tolk_server.state import ServerState
 
 log = logging.getLogger("tolk.audio")
 Send = Callable[[ServerFrame], Awaitable[None]]

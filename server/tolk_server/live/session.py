@@ -25,15 +25,14 @@ from tolk.protocol import (
     start,
 )
 from tolk.protocol.types import LiveStats
-
-from ..admission import Ticket
-from ..engine import EngineError, RequestRejected
-from ..pipeline import Pipeline
-from ..planning import Job, Planner
-from .agreement import Agreement, common_prefix_len, words
-from .metrics import laal
-from .policy import LivePolicy
-from .policy import masked as masked  # re-exported: the bench and tests use it
+from tolk_server.engine.interface import EngineError, RequestRejected
+from tolk_server.live.agreement import Agreement, common_prefix_len, words
+from tolk_server.live.metrics import laal
+from tolk_server.live.policy import LivePolicy
+from tolk_server.live.policy import masked as masked  # re-exported: the bench and tests use it
+from tolk_server.pipeline.admission import Ticket
+from tolk_server.pipeline.planning import Job, Planner
+from tolk_server.pipeline.submit import Pipeline
 
 log = logging.getLogger("tolk.live")
 HISTORY_MAX = 4096  # partials kept for LAAL; erasure is counted as they come

@@ -1,0 +1,1 @@
+"""The only modules that touch vLLM, another tolk server, or the engine double."""

@@ -1,0 +1,1 @@
+"""Wiring and lifecycle: builds the app from a Config and drains it."""

@@ -1,0 +1,93 @@
+"""Process lifecycle: drain on SIGTERM, and exit when the engine dies.
+
+`DrainingServer` is uvicorn's server with one change: the first SIGTERM/SIGINT starts
+a drain (refuse new work, let in-flight requests finish up to the drain timeout, then
+close WebSockets with 1012) instead of closing connections at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from types import FrameType
+
+import uvicorn
+
+from tolk_server.state import ServerState
+
+log = logging.getLogger("tolk")
+SERVICE_RESTART = 1012
+ENGINE_EXIT_GRACE_S = 0.5
+
+
+async def drain(state: ServerState, timeout_s: float) -> None:
+    state.draining = True
+    log.info("draining: %d request(s) in flight", state.admission.inflight)
+    deadline = time.monotonic() + timeout_s
+    while state.admission.inflight and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if state.admission.inflight:
+        log.warning("drain timeout: %d request(s) still in flight", state.admission.inflight)
+    # Requests still running get a terminal `shutting_down` frame before the 1012 close.
+    await asyncio.gather(*(c.shut_down("the server is shutting down; retry")
+                           for c in list(state.connections)), return_exceptions=True)
+
+
+async def watch_engine(state: ServerState, period_s: float = 0.2) -> None:
+    """Once the engine is up, notice its death: refuse work, then exit non-zero."""
+    await state.engine_ready.wait()
+    models = state.models
+    dead: set[str] = set()
+    while not models.all_dead:
+        await asyncio.sleep(period_s)
+        for m in models.default:  # one dead model of several: degraded, not fatal
+            if m.engine.dead and m.name not in dead:
+                dead.add(m.name)
+                log.error("model %s: its engine died; its routes fall back", m.name)
+    await asyncio.sleep(ENGINE_EXIT_GRACE_S)  # a group signal reaches the server too
+    if state.draining:
+        # The engine core got a stop signal too (e.g. Ctrl-C sends SIGINT to the whole
+        # group) and finished its requests before exiting: a planned stop, not a crash.
+        log.info("the engine stopped during the drain")
+        return
+    state.fatal_error = "the engine died"
+    log.error("the engine died; failing in-flight requests and exiting")
+    await asyncio.sleep(1.0)  # let the engine_error frames reach their clients
+    exit_process(state)
+
+
+def exit_process(state: ServerState) -> None:
+    if state.request_exit is not None:
+        state.request_exit()
+    else:  # no server object (e.g. under a test client): ask the process to stop
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, state: ServerState, drain_timeout_s: float):
+        super().__init__(config)
+        self.state = state
+        self.drain_timeout_s = drain_timeout_s
+        self._drain_requested = False
+        self._drain_task: asyncio.Task[None] | None = None
+        state.request_exit = self._exit_now
+
+    def _exit_now(self) -> None:
+        self.should_exit = True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_requested or self.should_exit:  # a second signal: stop now
+            self.force_exit = True
+            self.should_exit = True
+        else:
+            self._drain_requested = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_requested and self._drain_task is None:
+            self._drain_task = asyncio.create_task(drain(self.state, self.drain_timeout_s))
+        if self._drain_task is not None and self._drain_task.done():
+            self.should_exit = True
+        return await super().on_tick(counter)

@@ -1,0 +1,1 @@
+"""The engine interface and decoding strategies above any engine."""

@@ -1,0 +1,1 @@
+"""Prompt profiles, quality modes and the routing table: data, no I/O."""

@@ -1,0 +1,1 @@
+"""One request path for every kind: plan, admit, generate, emit."""

@@ -1,0 +1,209 @@
+"""The request pipeline every transport calls: plan → admit → generate → count → release.
+
+A transport validates a request with the protocol core, then:
+
+    run = pipeline.submit(opts, who, sessions)        # raises ProtocolError (counted)
+    async with run:                                   # releases the admission on exit
+        async for frame in run.events():              # start, token|segment…, complete|error
+            ...
+
+`events()` never raises a `ProtocolError`: a failure becomes the request's terminal `error`
+frame. Every terminal frame (and every rejection) is counted in the metrics here, and only here.
+Markup (`format: "html"`, or a compatible API's `tag_handling`) runs through `markup_jobs`;
+`submit_many` admits a list of texts (the compatible APIs) as one request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
+from types import TracebackType
+
+from tolk.protocol import (
+    SERVER_ID_PREFIX,
+    TERMINAL_TYPES,
+    ErrorCode,
+    ErrorFrame,
+    ProtocolError,
+    ServerFrame,
+    TranslateOptions,
+    refusal,
+)
+from tolk_server.config import RequestKind
+from tolk_server.models.profiles import Profile
+from tolk_server.ops.metrics import Metrics
+from tolk_server.pipeline.admission import Admission, Ticket
+from tolk_server.pipeline.context import SessionStore
+from tolk_server.pipeline.generation import Generator
+from tolk_server.pipeline.markup_runs import markup_frames
+from tolk_server.pipeline.planning import Job, Planner
+from tolk_server.security.auth import Principal
+from tolk_server.text.markup import MarkupMode
+
+log = logging.getLogger("tolk.pipeline")
+
+
+class Run:
+    """One admitted request: its jobs (one per target) and its admission ticket."""
+
+    def __init__(self, pipeline: Pipeline, rid: str, jobs: list[Job], ticket: Ticket,
+                 opts: TranslateOptions, mode: MarkupMode | None = None) -> None:
+        self.pipeline = pipeline
+        self.id = rid
+        self.jobs = jobs
+        self.ticket = ticket
+        self.opts = opts
+        self.mode = mode
+
+    @property
+    def targets(self) -> list[str]:
+        return [j.target for j in self.jobs]
+
+    @property
+    def tagged(self) -> bool:
+        """Whether frames carry `target` (the request gave `targets`)."""
+        return self.jobs[0].tag_target
+
+    async def events(self) -> AsyncGenerator[ServerFrame, None]:
+        """The request's frames; a failure ends it with an `error` frame (never raised)."""
+        p = self.pipeline
+        source = (p.generator.stream_many(self.jobs) if self.mode is None else
+                  markup_frames(p.planner, p.generator, self.opts, self.jobs, self.mode))
+        try:
+            async with aclosing(source) as frames:
+                async for frame in frames:
+                    p.count(frame)
+                    yield frame
+        except ProtocolError as exc:
+            yield p.reject(exc, request=True, rid=self.id)
+        except Exception:
+            log.exception("request %s failed", self.id)
+            yield p.reject(ProtocolError(ErrorCode.INTERNAL, "internal error", self.id),
+                           request=True)
+
+    def release(self) -> None:
+        self.pipeline.admission.release(self.ticket)
+
+    async def __aenter__(self) -> Run:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.release()
+
+
+class Batch:
+    """The runs of one multi-text request, holding one admission ticket."""
+
+    def __init__(self, ticket: Ticket, runs: list[Run]) -> None:
+        self.ticket = ticket
+        self.runs = runs
+
+    async def __aenter__(self) -> Batch:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.runs:
+            self.runs[0].release()
+
+
+class Pipeline:
+    def __init__(self, planner: Planner, admission: Admission, generator: Generator,
+                 metrics: Metrics) -> None:
+        self.planner = planner
+        self.admission = admission
+        self.generator = generator
+        self.metrics = metrics
+        self._ids = itertools.count(1)
+
+    @property
+    def profile(self) -> Profile:
+        return self.planner.profile
+
+    @property
+    def languages(self) -> list[str]:
+        return self.planner.languages
+
+    def new_id(self) -> str:
+        return f"{SERVER_ID_PREFIX}{next(self._ids)}"
+
+    def submit(self, opts: TranslateOptions, who: Principal, sessions: SessionStore | None,
+               rid: str | None = None, connection_inflight: int | None = None,
+               mode: MarkupMode | None = None, kind: RequestKind = "translate",
+               within: Ticket | None = None) -> Run:
+        """Plan and admit a validated request, or raise `ProtocolError` (already counted).
+        The caller must release the returned run (`async with run`, or `run.release()`).
+        `kind` (a plain request, a live one, an audio segment) sets its engine priority;
+        `within`: the ticket of the stream it is part of (`Admission.admit`)."""
+        rid = rid or opts.id or self.new_id()
+        return self._submit([opts], who, sessions, rid, connection_inflight, mode,
+                            kind, within).runs[0]
+
+    def submit_many(self, texts: list[TranslateOptions], who: Principal,
+                    sessions: SessionStore | None, mode: MarkupMode | None = None) -> Batch:
+        """Several texts as one request: admitted together (all or none, one stream of the
+        key, their characters together); release the batch once (`async with batch`)."""
+        return self._submit(texts, who, sessions, texts[0].id or self.new_id(), None, mode)
+
+    def _submit(self, texts: list[TranslateOptions], who: Principal,
+                sessions: SessionStore | None, rid: str, connection_inflight: int | None,
+                mode: MarkupMode | None, kind: RequestKind = "translate",
+                within: Ticket | None = None) -> Batch:
+        t0 = time.perf_counter()
+        modes = [mode or MarkupMode.of(o.format) for o in texts]
+        try:
+            plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, sessions=sessions,
+                                       kind=kind, owner=who.key_id)
+                     for o, m in zip(texts, modes, strict=True)]
+            ticket = self.admission.admit(
+                who, rid, sum(map(len, plans)),
+                sum(len(o.text) * len(j) for o, j in zip(texts, plans, strict=True)),
+                connection_inflight, within)
+        except ProtocolError as exc:
+            self.note(exc.code, request=exc.request_id is not None)
+            raise
+        return Batch(ticket, [Run(self, rid, j, ticket, o, m)
+                              for o, j, m in zip(texts, plans, modes, strict=True)])
+
+    def _markup(self, opts: TranslateOptions, mode: MarkupMode | None) -> TranslateOptions:
+        """Markup is planned whole (its units are split later); its language is detected
+        on its text, not on its tags."""
+        if mode is None:
+            return opts
+        update: dict[str, object] = {"split": False}
+        if opts.source in (None, "auto"):
+            found = self.planner.detector.detect(mode.plain_text(opts.text))
+            if found is not None:
+                update["source"] = found
+        return opts.model_copy(update=update)
+
+    def reject(self, exc: ProtocolError, request: bool = False,
+               rid: str | None = None) -> ErrorFrame:
+        """The `error` frame for `exc`, counted (`request`: it ends a request)."""
+        self.note(exc.code, request=request)
+        return refusal(exc, rid)
+
+    def end(self, frames: Iterable[ErrorFrame]) -> list[ErrorFrame]:
+        """Count terminal frames a transport made itself (e.g. `cancelled`), and pass them on."""
+        out = list(frames)
+        for frame in out:
+            self.note(frame["code"], request=True)
+        return out
+
+    def count(self, frame: ServerFrame) -> None:
+        if frame["type"] in TERMINAL_TYPES:
+            if frame["type"] == "complete":
+                self.metrics.requests.labels("complete").inc()
+            else:
+                self.note(frame["code"], request=True)  # type: ignore[typeddict-item]
+
+    def note(self, code: ErrorCode, request: bool) -> None:
+        """Count an error frame; `request`: it is a request's terminal frame."""
+        self.metrics.errors.labels(code).inc()
+        if request:
+            outcome = "cancelled" if code == ErrorCode.CANCELLED else "error"
+            self.metrics.requests.labels(outcome).inc()

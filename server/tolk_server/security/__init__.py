@@ -1,0 +1,1 @@
+"""API keys, principals, origins and the HTTP guard."""

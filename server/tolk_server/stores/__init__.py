@@ -1,0 +1,1 @@
+"""Where state is kept: files today, behind small interfaces."""

@@ -1,0 +1,1 @@
+"""Pure text work: markup, sentence splitting, language detection, glossaries."""
