@@ -1,4 +1,4 @@
-"""What the transports share: settings, engine, the request pipeline, metrics and keys."""
+"""What the transports share: settings, the admission gate, the request pipeline, metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tolk_server.config import Settings
 from tolk_server.engine.interface import Engine
@@ -14,8 +14,23 @@ from tolk_server.models.routing import ModelSet
 from tolk_server.ops.metrics import Metrics
 from tolk_server.pipeline.admission import Admission
 from tolk_server.pipeline.context import SessionStore
+from tolk_server.pipeline.gate import Gate
 from tolk_server.pipeline.submit import Pipeline
 from tolk_server.security.auth import Authenticator
+
+
+class Connection(Protocol):
+    """An open client connection, as the drain sees it (`transports.ws.Connection`)."""
+
+    async def shut_down(self, message: str) -> None: ...
+
+
+class SpeechInput(Protocol):
+    """Speech input as the app and /ready see it (`audio.service.AudioService`)."""
+
+    async def start(self) -> None: ...
+    async def shutdown(self) -> None: ...
+    def describe(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -23,16 +38,16 @@ class ServerState:
     settings: Settings
     engine: Engine
     pipeline: Pipeline
+    gate: Gate  # key, ready/draining, size cap: every surface asks it first
+    admission: Admission  # the pipeline's limits (in flight, per key), for the drain and usage
+    models: ModelSet
     metrics: Metrics
-    auth: Authenticator
     model_name: str
-    engine_ready: asyncio.Event = field(default_factory=asyncio.Event)
     startup_error: BaseException | None = None
     fatal_error: str | None = None
-    draining: bool = False
-    connections: set[Any] = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)
     request_exit: Callable[[], None] | None = None
-    audio: Any = None  # audio.service.AudioService: speech input (None: off)
+    audio: SpeechInput | None = None  # speech input (None: off)
     _http_sessions: dict[str, SessionStore] = field(default_factory=dict)
 
     def http_sessions(self, authorization: str | None) -> SessionStore:
@@ -48,14 +63,21 @@ class ServerState:
         return store
 
     @property
-    def models(self) -> ModelSet:
-        return self.pipeline.planner.models
+    def auth(self) -> Authenticator:
+        return self.gate.auth
 
     @property
-    def admission(self) -> Admission:
-        return self.pipeline.admission
+    def engine_ready(self) -> asyncio.Event:
+        return self.gate.engine_ready
+
+    @property
+    def draining(self) -> bool:
+        return self.gate.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.gate.draining = value
 
     @property
     def ready(self) -> bool:
-        return (self.engine_ready.is_set() and any(m.engine.ready for m in self.models.default)
-                and not self.draining)
+        return self.gate.ready

@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Lifespan
 
 from tolk_models import DEMO_DIR
 from tolk_server.adapters.echo import EchoEngine
@@ -22,6 +23,7 @@ from tolk_server.models.routing import ModelSet, ServedModel
 from tolk_server.ops.metrics import Metrics
 from tolk_server.pipeline.admission import Admission
 from tolk_server.pipeline.cache import ResultCache
+from tolk_server.pipeline.gate import Gate
 from tolk_server.pipeline.generation import Generator
 from tolk_server.pipeline.planning import Planner
 from tolk_server.pipeline.submit import Pipeline
@@ -30,7 +32,7 @@ from tolk_server.security.headers import SecurityHeaders
 from tolk_server.security.http_guard import HttpGuard, allow_form_bodies, shape_errors
 from tolk_server.security.keystore import KeyStore
 from tolk_server.security.origin import OriginGuard
-from tolk_server.state import ServerState
+from tolk_server.state import ServerState, SpeechInput
 from tolk_server.text.glossary import GlossaryStore
 from tolk_server.transports.compat import errors as compat_errors
 from tolk_server.transports.compat import router as compat_router
@@ -98,37 +100,40 @@ def build_models(settings: Settings) -> ModelSet:
     return ModelSet(served, settings.routes)
 
 
-def create_app(
-    settings: Settings | None = None,
-    engine: Engine | None = None,
-    profile: Profile | None = None,
-    models: ModelSet | None = None,
-) -> FastAPI:
-    settings = settings or Settings()
-    owns_engine = engine is None and models is None
-    if models is None and settings.models and engine is None:
-        models = build_models(translation_share(settings))
-    if models is None:
-        profile = profile or resolve_profile(model_path(settings), settings.profile)
-        models = ModelSet.single(engine or build_engine(translation_share(settings)), profile)
+def serve_models(settings: Settings, engine: Engine | None = None,
+                 profile: Profile | None = None) -> ModelSet:
+    """The models to serve: `[[models]]`, else the one engine (given, or built from settings)."""
+    if settings.models and engine is None:
+        return build_models(translation_share(settings))
+    profile = profile or resolve_profile(model_path(settings), settings.profile)
+    return ModelSet.single(engine or build_engine(translation_share(settings)), profile)
+
+
+def build_state(settings: Settings, models: ModelSet) -> ServerState:
+    """The gate, the request pipeline and what the transports share, for `models`."""
     engine, profile = models.primary.engine, models.primary.profile
     metrics = Metrics()
+    gate = Gate(settings, Authenticator(settings.api_keys, KeyStore(settings.key_file)), models)
+    admission = Admission(settings, models, metrics)
     pipeline = Pipeline(
         Planner(engine, profile, settings, glossaries=GlossaryStore(settings.glossary_file),
                 models=models),
-        Admission(settings, models, metrics),
+        admission,
         Generator(engine, metrics, ResultCache(settings.cache_entries),
                   staged=settings.staged_submission),
         metrics,
+        gate,
     )
-    state = ServerState(
-        settings=settings,
-        engine=engine,
-        pipeline=pipeline,
-        metrics=metrics,
-        auth=Authenticator(settings.api_keys, KeyStore(settings.key_file)),
+    return ServerState(
+        settings=settings, engine=engine, pipeline=pipeline, gate=gate, admission=admission,
+        models=models, metrics=metrics,
         model_name=profile.name if settings.engine == "vllm" else settings.engine,
+        audio=_audio_service(settings),
     )
+
+
+def _lifespan(state: ServerState, owns_engine: bool) -> Lifespan[FastAPI]:
+    """Start the engines (and the recogniser) with the app, and stop the ones it built."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,11 +145,23 @@ def create_app(
             loader.cancel()
             watchdog.cancel()
             if owns_engine:
-                for m in models.default:
+                for m in state.models.default:
                     await m.engine.shutdown()
             if state.audio is not None:  # its engine, if it has one
                 await state.audio.shutdown()
 
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    profile: Profile | None = None,
+    models: ModelSet | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    owns_engine = engine is None and models is None
+    state = build_state(settings, models or serve_models(settings, engine, profile))
     app = FastAPI(
         title="tolk",
         version="0.1.0",
@@ -154,14 +171,13 @@ def create_app(
             "`/languages`) and DeepL v2 (`/v2/...`) APIs on the same keys and models."
         ),
         docs_url=None,
-        openapi_url=None,  # served by http_routes (behind a key, unless --public-docs)
+        openapi_url=None,  # served by transports.http (behind a key, unless --public-docs)
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=_lifespan(state, owns_engine),
     )
     # The bundled Swagger UI (4.x, swagger-ui-bundle) renders OpenAPI 3.0 only: it refuses a
     # 3.1 document outright ("does not specify a valid version field").
     app.openapi_version = "3.0.3"
-    state.audio = _audio_service(settings)
     app.state.tolk = state
     _guard(app, settings)
     app.include_router(router)
@@ -190,7 +206,7 @@ def _guard(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(SecurityHeaders)  # on every answer, refusals included
 
 
-def _audio_service(settings: Settings) -> object:
+def _audio_service(settings: Settings) -> SpeechInput | None:
     """Speech input, when the `audio` extra is installed and not switched off."""
     if settings.asr_backend == "off":
         return None
@@ -213,7 +229,7 @@ async def _start_engine(state: ServerState) -> None:
                 await m.engine.start()
         if state.audio is not None:  # the recogniser's engine, if it has one
             await state.audio.start()
-        await asyncio.to_thread(state.pipeline.planner.detector.load)
+        await asyncio.to_thread(state.pipeline.prepare)
         state.engine_ready.set()
         log.info("engine ready: %s", state.model_name)
     except asyncio.CancelledError:

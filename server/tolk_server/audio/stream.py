@@ -68,8 +68,7 @@ class AudioPort:
             if self.run is not None:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "an audio stream is already open on "
                                     f"this connection ({self.run.session.id})", frame.id)
-            if self.state.draining:
-                raise ProtocolError(ErrorCode.OVERLOADED, "the server is shutting down", frame.id)
+            self.state.gate.check_open(frame.id)
             langs = self.state.pipeline.languages
             for t in frame.targets:
                 if t not in langs:

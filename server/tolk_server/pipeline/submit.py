@@ -30,17 +30,21 @@ from tolk.protocol import (
     ProtocolError,
     ServerFrame,
     TranslateOptions,
+    UpdateFrame,
     refusal,
 )
 from tolk_server.config import RequestKind
 from tolk_server.models.profiles import Profile
+from tolk_server.models.routing import ModelSet
 from tolk_server.ops.metrics import Metrics
 from tolk_server.pipeline.admission import Admission, Ticket
 from tolk_server.pipeline.context import SessionStore
+from tolk_server.pipeline.gate import Gate
 from tolk_server.pipeline.generation import Generator
 from tolk_server.pipeline.markup_runs import markup_frames
 from tolk_server.pipeline.planning import Job, Planner
 from tolk_server.security.auth import Principal
+from tolk_server.text.glossary import GlossaryStore
 from tolk_server.text.markup import MarkupMode
 
 log = logging.getLogger("tolk.pipeline")
@@ -72,17 +76,9 @@ class Run:
         p = self.pipeline
         source = (p.generator.stream_many(self.jobs) if self.mode is None else
                   markup_frames(p.planner, p.generator, self.opts, self.jobs, self.mode))
-        try:
-            async with aclosing(source) as frames:
-                async for frame in frames:
-                    p.count(frame)
-                    yield frame
-        except ProtocolError as exc:
-            yield p.reject(exc, request=True, rid=self.id)
-        except Exception:
-            log.exception("request %s failed", self.id)
-            yield p.reject(ProtocolError(ErrorCode.INTERNAL, "internal error", self.id),
-                           request=True)
+        async with aclosing(p.counted(source, self.id)) as frames:
+            async for frame in frames:
+                yield frame
 
     def release(self) -> None:
         self.pipeline.admission.release(self.ticket)
@@ -113,9 +109,10 @@ class Batch:
 
 class Pipeline:
     def __init__(self, planner: Planner, admission: Admission, generator: Generator,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, gate: Gate) -> None:
         self.planner = planner
         self.admission = admission
+        self.gate = gate  # the text-size cap, checked before a request is planned
         self.generator = generator
         self.metrics = metrics
         self._ids = itertools.count(1)
@@ -127,6 +124,54 @@ class Pipeline:
     @property
     def languages(self) -> list[str]:
         return self.planner.languages
+
+    @property
+    def models(self) -> ModelSet:
+        return self.planner.models
+
+    @property
+    def glossaries(self) -> GlossaryStore | None:
+        """The stored glossaries requests may name (None: the server has no store)."""
+        return self.planner.glossaries
+
+    def prepare(self) -> None:
+        """Load what planning needs before the first request (the language detector); slow:
+        call it off the event loop."""
+        self.planner.detector.load()
+
+    def detect_confidences(self, text: str) -> list[tuple[str, float]]:
+        """The served languages `text` may be in, most likely first, with their confidence."""
+        return self.planner.detector.confidences(text)
+
+    def live_options(self, first: UpdateFrame) -> UpdateFrame:
+        """A live request's first `update` as a request to validate and admit (blank or
+        short text too: a few typed letters may not be detectable yet)."""
+        source = first.source
+        if source in (None, "auto"):
+            fallback = next((lang for lang in self.languages if lang != first.target), None)
+            source = self.planner.detector.detect(first.text) or fallback
+        text = first.text if first.text.strip() else "-"
+        return first.model_copy(update={"split": False, "source": source, "text": text})
+
+    def check_size(self, text: str, rid: str | None = None) -> None:
+        """The text-size cap (`Gate.check_size`), for live input's later updates."""
+        self.gate.check_size(text, rid)
+
+    async def counted(self, frames: AsyncGenerator[ServerFrame, None],
+                      rid: str) -> AsyncGenerator[ServerFrame, None]:
+        """A request's frames, each counted; a failure ends them with an `error` frame
+        (counted too, never raised). Used by plain and live requests alike."""
+        try:
+            async with aclosing(frames) as source:
+                async for frame in source:
+                    self.count(frame)
+                    yield frame
+        except ProtocolError as exc:
+            yield self.reject(exc, request=True, rid=rid)
+        except Exception:
+            log.exception("request %s failed", rid)
+            yield self.reject(ProtocolError(ErrorCode.INTERNAL, "internal error", rid),
+                              request=True)
 
     def new_id(self) -> str:
         return f"{SERVER_ID_PREFIX}{next(self._ids)}"
@@ -156,6 +201,8 @@ class Pipeline:
         t0 = time.perf_counter()
         modes = [mode or MarkupMode.of(o.format) for o in texts]
         try:
+            for o in texts:
+                self.gate.check_size(o.text, rid)
             plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, sessions=sessions,
                                        kind=kind, owner=who.key_id)
                      for o, m in zip(texts, modes, strict=True)]

@@ -17,7 +17,6 @@ from tolk.protocol import (
     TERMINAL_TYPES,
     ErrorCode,
     ErrorFrame,
-    Limit,
     ProtocolError,
     ServerFrame,
     TranslateOptions,
@@ -99,13 +98,8 @@ async def translate(request: Request) -> Response:
     answers with Server-Sent Events carrying v1 frames."""
     st = _state(request)
     try:
-        who = st.auth.authenticate(bearer(request.headers.get("authorization")))
-        if who is None:
-            raise ProtocolError(ErrorCode.UNAUTHORIZED, "missing or invalid API key")
-        if not st.ready:
-            raise ProtocolError(ErrorCode.OVERLOADED,
-                                "the server is not ready (loading or draining)",
-                                limit=Limit.NOT_READY)
+        who = st.gate.principal(bearer(request.headers.get("authorization")))
+        st.gate.check_ready()
         try:
             body: Any = json.loads(await request.body())
         except ValueError as exc:
@@ -177,7 +171,7 @@ async def ready(request: Request) -> JSONResponse:
     st = _state(request)
     models = [{"name": m.name, "state": m.state()} for m in st.models.default]
     asr = st.audio.describe() if st.audio is not None else {"backend": "off"}
-    if st.ready:
+    if st.gate.ready:
         degraded = (any(m["state"] not in ("ready", "connected") for m in models)
                     or asr.get("state") == "dead")
         return JSONResponse({"status": "degraded" if degraded else "ready",
@@ -190,10 +184,12 @@ def _guard(request: Request, public: bool) -> JSONResponse | None:
     """With API keys configured, operator endpoints need one unless the operator opened them
     (`--public-metrics`, `--public-docs`)."""
     st = _state(request)
-    if public or not st.auth.enabled:
+    if public or not st.gate.keys_required:
         return None
-    if st.auth.authenticate(bearer(request.headers.get("authorization"))) is None:
-        return error_response(ProtocolError(ErrorCode.UNAUTHORIZED, "missing or invalid API key"))
+    try:
+        st.gate.principal(bearer(request.headers.get("authorization")))
+    except ProtocolError as exc:
+        return error_response(exc)
     return None
 
 

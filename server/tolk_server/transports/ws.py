@@ -22,7 +22,6 @@ from tolk.protocol import (
     CloseCode,
     ErrorCode,
     ErrorFrame,
-    Limit,
     PingFrame,
     ProtocolError,
     RequestTable,
@@ -110,7 +109,7 @@ class Connection:
             return
         await self.state.engine_ready.wait()
         hello = ready(self.state.model_name, self.state.pipeline.languages,
-                      self.state.auth.enabled)
+                      self.state.gate.keys_required)
         if len(self.state.models.models) > 1:  # name the models and what each serves
             hello["models"] = [{k: d[k] for k in ("name", "languages", "routed_for")}
                                for d in self.state.models.describe()]
@@ -163,16 +162,10 @@ class Connection:
         await self.close(SERVICE_RESTART)
 
     async def _authenticate(self) -> Principal | None:
-        auth = self.state.auth
-        if not auth.enabled:
-            return auth.authenticate(None)
+        """The connection's key, from its `Authorization` header or its first frame (`auth`)."""
         header_key = bearer(self.ws.headers.get("authorization"))
-        if header_key is not None:
-            who = auth.authenticate(header_key)
-            if who is None:
-                await self.close_with_error(ErrorCode.UNAUTHORIZED, "invalid API key",
-                                            POLICY_VIOLATION)
-            return who
+        if not self.state.gate.keys_required or header_key is not None:
+            return await self._admit_key(header_key, "invalid API key")
         try:
             text = await asyncio.wait_for(self._receive(), self.state.settings.auth_timeout_s)
         except TimeoutError:
@@ -183,13 +176,16 @@ class Connection:
             frame = parse_client_frame(text) if text is not None else None
         except ProtocolError:
             frame = None
-        who = auth.authenticate(frame.api_key) if isinstance(frame, AuthFrame) else None
-        if who is None:
-            await self.close_with_error(
-                ErrorCode.UNAUTHORIZED, "authenticate first with an auth frame and a valid api_key",
-                POLICY_VIOLATION,
-            )
-        return who
+        return await self._admit_key(frame.api_key if isinstance(frame, AuthFrame) else None,
+                                     "authenticate first with an auth frame and a valid api_key")
+
+    async def _admit_key(self, key: str | None, message: str) -> Principal | None:
+        """The gate's principal for `key`; refused: the error frame, then a 1008 close."""
+        try:
+            return self.state.gate.principal(key, message)
+        except ProtocolError as exc:
+            await self.close_with_error(exc.code, exc.message, POLICY_VIOLATION)
+            return None
 
     async def close_with_error(self, code: ErrorCode, message: str, close_code: int) -> None:
         await self.send_error(ProtocolError(code, message))
@@ -275,14 +271,15 @@ class Connection:
         if self.in_use(rid):
             await self.refuse(duplicate_id(rid), frame.type)
             return
-        if st.draining:
-            await self.send_error(ProtocolError(
-                ErrorCode.OVERLOADED, "the server is shutting down", rid, limit=Limit.NOT_READY))
+        try:
+            st.gate.check_open(rid)
+        except ProtocolError as exc:
+            await self.send_error(exc)
             return
         try:  # a live request is validated and admitted as a translate of its first text
             opts: TranslateFrame | UpdateFrame = frame
             if isinstance(frame, UpdateFrame):
-                opts = LiveSession.first_options(st.pipeline.planner, frame)
+                opts = st.pipeline.live_options(frame)
             run = st.pipeline.submit(opts, self.principal, self.sessions, rid,
                                      connection_inflight=len(self.requests))
         except ProtocolError as exc:  # counted by the pipeline
@@ -387,9 +384,11 @@ class Connection:
 
 async def stream_endpoint(ws: WebSocket) -> None:
     state: ServerState = ws.app.state.tolk  # Origin and Host: checked by origin.py
-    if state.draining:
+    try:
+        state.gate.check_open()
+    except ProtocolError as exc:
         await ws.accept()
-        await ws.close(SERVICE_RESTART, "the server is shutting down")
+        await ws.close(SERVICE_RESTART, exc.message)
         return
     if len(state.connections) >= state.settings.max_connections:
         await ws.accept()

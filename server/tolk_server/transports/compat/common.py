@@ -74,7 +74,15 @@ def deepl_key(request: Request, fields: dict[str, Any]) -> str | None:
 
 
 def deepl_principal(st: ServerState, request: Request, fields: dict[str, Any]) -> Principal:
-    who = st.auth.authenticate(deepl_key(request, fields))
-    if who is None:
-        raise CompatError(403, "Authorization failure: missing or invalid auth key")
-    return who
+    try:
+        return st.gate.principal(deepl_key(request, fields))
+    except ProtocolError:
+        raise CompatError(403, "Authorization failure: missing or invalid auth key") from None
+
+
+def check_ready(st: ServerState) -> None:
+    """The gate's readiness, as both compatible APIs answer it (503)."""
+    try:
+        st.gate.check_ready()
+    except ProtocolError:
+        raise CompatError(503, "the server is not ready") from None

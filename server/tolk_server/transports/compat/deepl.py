@@ -12,6 +12,7 @@ from tolk_server.state import ServerState
 from tolk_server.text.markup import MarkupMode
 from tolk_server.transports.compat.common import (
     check_items,
+    check_ready,
     deepl_principal,
     state_of,
     translate_all,
@@ -101,8 +102,7 @@ async def translate(request: Request) -> Response:
             if not usable(st, str(gid), who):
                 raise CompatError(400, "Invalid glossary_id: no such glossary")
             extra["glossary_id"] = gid
-        if not st.ready:
-            raise CompatError(503, "the server is not ready")
+        check_ready(st)
         done = await translate_all(st, who, texts, source=source or "auto", target=target,
                                    owner=fields.get("auth_key"), mode=mode,
                                    quota_status=QUOTA_STATUS, **extra)

@@ -42,7 +42,7 @@ def _meta_file(st: ServerState) -> WatchedJsonFile[dict[str, dict[str, Any]]]:
 
 
 def _store(st: ServerState) -> GlossaryStore:
-    store = st.pipeline.planner.glossaries
+    store = st.pipeline.glossaries
     if store is None:
         raise CompatError(503, "this server has no glossary store")
     return store
@@ -50,7 +50,7 @@ def _store(st: ServerState) -> GlossaryStore:
 
 def usable(st: ServerState, gid: str, who: Principal) -> bool:
     """Whether `who` may see and use glossary `gid` (the operator's, or its own)."""
-    store = st.pipeline.planner.glossaries
+    store = st.pipeline.glossaries
     return store is not None and store.usable(gid, who.key_id) is not None
 
 

@@ -8,10 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from tolk.protocol import ProtocolError
 from tolk_server.security.auth import Principal, bearer
 from tolk_server.state import ServerState
 from tolk_server.text.markup import MarkupMode
-from tolk_server.transports.compat.common import check_items, state_of, translate_all
+from tolk_server.transports.compat.common import (
+    check_items,
+    check_ready,
+    state_of,
+    translate_all,
+)
 from tolk_server.transports.compat.errors import (
     MAX_ITEMS,
     MAX_LT_BODY_BYTES,
@@ -41,12 +47,21 @@ _TRANSLATE_DOC: dict[str, Any] = {
 
 def _who(st: ServerState, request: Request, fields: dict[str, Any]) -> Principal:
     key = fields.get("api_key") or bearer(request.headers.get("authorization"))
-    who = st.auth.authenticate(key if isinstance(key, str) else None)
-    if who is None:
+    try:
+        return st.gate.principal(key if isinstance(key, str) else None)
+    except ProtocolError:
         if key:
-            raise CompatError(403, "Invalid API key")
-        raise CompatError(400, "Please contact the server operator to get an API key")
-    return who
+            raise CompatError(403, "Invalid API key") from None
+        raise CompatError(400, "Please contact the server operator to get an API key") from None
+
+
+def _check_size(st: ServerState, text: str) -> None:
+    """The gate's text-size cap, in LibreTranslate's words."""
+    try:
+        st.gate.check_size(text)
+    except ProtocolError:
+        raise CompatError(400, f"Invalid request: request ({len(text)}) exceeds text "
+                          f"limit ({st.settings.max_text_chars})") from None
 
 
 def _lang(st: ServerState, code: Any) -> str:
@@ -64,7 +79,7 @@ def _count(value: Any) -> int:
 
 
 def _confidence(st: ServerState, text: str, code: str) -> dict[str, Any]:
-    scores = dict(st.pipeline.planner.detector.confidences(text))
+    scores = dict(st.pipeline.detect_confidences(text))
     return {"confidence": round(100 * scores.get(code, 0.0), 1), "language": code}
 
 
@@ -86,11 +101,8 @@ async def translate(request: Request) -> JSONResponse:
         if not all(isinstance(t, str) for t in texts):
             raise CompatError(400, "Invalid request: q must be a string or a list of strings")
         check_items(texts, "q", 400)
-        limit = st.settings.max_text_chars
         for t in texts:
-            if len(t) > limit:
-                raise CompatError(400, f"Invalid request: request ({len(t)}) exceeds text "
-                                  f"limit ({limit})")
+            _check_size(st, t)
         fmt = fields.get("format") or "text"
         if fmt not in ("text", "html"):
             raise CompatError(400, f"{fmt} format is not supported")
@@ -98,8 +110,7 @@ async def translate(request: Request) -> JSONResponse:
         src = None if auto else _lang(st, source)
         tgt = _lang(st, target)
         n_alt = _count(fields.get("alternatives"))
-        if not st.ready:
-            raise CompatError(503, "the server is not ready")
+        check_ready(st)
         done = await translate_all(st, who, texts, source=src or "auto", target=tgt,
                                    owner=fields.get("api_key"), quota_status=429,
                                    mode=MarkupMode() if fmt == "html" else None)
@@ -129,7 +140,7 @@ async def detect(request: Request) -> JSONResponse:
             raise CompatError(400, "Invalid request: missing q parameter")
     except CompatError as exc:
         return libretranslate_error(exc)
-    scores = st.pipeline.planner.detector.confidences(q)
+    scores = st.pipeline.detect_confidences(q)
     return JSONResponse([{"confidence": round(100 * v, 1), "language": c} for c, v in scores])
 
 
@@ -148,7 +159,8 @@ async def frontend_settings(request: Request) -> JSONResponse:
     target = codes[1] if len(codes) > 1 else codes[0]
     return JSONResponse({
         "charLimit": st.settings.max_text_chars, "batchLimit": MAX_ITEMS,
-        "frontendTimeout": 500, "apiKeys": st.auth.enabled, "keyRequired": st.auth.enabled,
+        "frontendTimeout": 500, "apiKeys": st.gate.keys_required,
+        "keyRequired": st.gate.keys_required,
         "suggestions": False, "filesTranslation": False, "supportedFilesFormat": [],
         "language": {"source": {"code": "auto", "name": "Auto Detect"},
                      "target": {"code": target, "name": names[target]}},
