@@ -9,13 +9,14 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from tolk_server.config import Settings, is_loopback, load_settings
 from tolk_server.models.profiles import model_arg
 from tolk_server.models.routing import parse_model_arg
 
 log = logging.getLogger("tolk.cli")
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # add_subparsers
 
 
 def _engine_flags(p: argparse.ArgumentParser) -> None:
@@ -226,7 +227,19 @@ def cmd_keys(ns: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tolk", description="tolk translation server")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_client_commands(sub)
+    _add_glossary(sub)
+    _add_keys(sub)
+    from tolk_server.cli.listen import add_listen_parser
 
+    add_listen_parser(sub)
+    _add_plugin_commands(sub)
+    return parser
+
+
+def _add_serve(sub: Subcommands) -> None:
+    """`tolk serve`: the engine flags, then the listener, security, limits and speech input."""
     serve = sub.add_parser("serve", help="serve the model over WebSocket and HTTP")
     _engine_flags(serve)
     serve.add_argument("--host")
@@ -262,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level")
     serve.set_defaults(func=cmd_serve)
 
+
+def _add_client_commands(sub: Subcommands) -> None:
+    """`tolk translate` (with a running server), `tolk prompt` and `tolk info` (offline)."""
     tr = sub.add_parser("translate", help="translate one text with a running server")
     tr.add_argument("text")
     tr.add_argument("--target", required=True)
@@ -284,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
 
+
+def _add_glossary(sub: Subcommands) -> None:
+    """`tolk glossary add|list|remove`: the server's stored glossaries."""
     gl = sub.add_parser("glossary", help="manage named glossaries stored on the server")
     gl.add_argument("--file", help="glossary store (default: TOLK_GLOSSARY_FILE or "
                     "~/.tolk/glossaries.json)")
@@ -297,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     gl.set_defaults(func=cmd_glossary)
 
+
+def _add_keys(sub: Subcommands) -> None:
+    """`tolk keys add|list|revoke`: API keys and their limits."""
     keys = sub.add_parser("keys", help="manage API keys (stored as salted hashes)")
     keys.add_argument("--file", help="key store (default: TOLK_KEY_FILE or ~/.tolk/keys.json)")
     keys_sub = keys.add_subparsers(dest="action", required=True)
@@ -310,14 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     krev.add_argument("key")
     keys.set_defaults(func=cmd_keys)
 
-    from tolk_server.cli.listen import add_listen_parser
 
-    add_listen_parser(sub)
-    _add_plugin_commands(sub)
-    return parser
-
-
-def _add_plugin_commands(sub: Any) -> None:
+def _add_plugin_commands(sub: Subcommands) -> None:
     """Subcommands other packages register under the `tolk.commands` entry-point group
     (`bench`, `bundle`): each entry point is a function that adds its parser to `sub`."""
     for ep in sorted(entry_points(group="tolk.commands"), key=lambda e: e.name):

@@ -153,6 +153,10 @@ class Pipeline:
         text = first.text if first.text.strip() else "-"
         return first.model_copy(update={"split": False, "source": source, "text": text})
 
+    def charge(self, ticket: Ticket, chars: int, rid: str) -> None:
+        """Count `chars` more characters of an admitted request (`Admission.charge`)."""
+        self.admission.charge(ticket, chars, rid)
+
     def check_size(self, text: str, rid: str | None = None) -> None:
         """The text-size cap (`Gate.check_size`), for live input's later updates."""
         self.gate.check_size(text, rid)
