@@ -9,7 +9,7 @@ A transport validates a request with the protocol core, then:
 
 `events()` never raises a `ProtocolError`: a failure becomes the request's terminal `error`
 frame. Every terminal frame (and every rejection) is counted in the metrics here, and only here.
-Markup (`format: "html"`, or a compatible API's `tag_handling`) runs through `markup_jobs`;
+Markup (`format: "html"`, or a compatible API's `tag_handling`) runs through `markup_runs`;
 `submit_many` admits a list of texts (the compatible APIs) as one request.
 """
 

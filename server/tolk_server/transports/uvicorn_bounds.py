@@ -1,8 +1,9 @@
-"""uvicorn's transports with bounds that hostile peers cannot stretch.
+"""uvicorn hardening: its HTTP and WebSocket protocols with bounds that hostile peers cannot
+stretch, its logs without query strings, and the `uvicorn.Config` `tolk serve` runs.
 
 - HTTP (httptools): the request line and headers must arrive within `header_timeout_s`
   (a slow-loris sending one byte a second gets 408 and a close) and fit in 64 KiB (else
-  400). The body's size and deadline are the ASGI guard's job (`http_guard.py`).
+  400). The body's size and deadline are the ASGI guard's job (`security/http_guard.py`).
 - WebSocket (websockets' sans-I/O protocol): while the write buffer is above its
   high-water mark (64 KiB) the socket is not read and pongs are not queued, so a ping
   flood from a peer that never reads costs neither memory nor CPU; a keepalive timeout

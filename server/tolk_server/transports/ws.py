@@ -1,7 +1,7 @@
 """The WebSocket transport for protocol v1 at `/v1/stream`: frames in, pipeline calls, frames out.
 
 The open requests of a connection are a `tolk.protocol.RequestTable` (exactly one terminal
-frame per request and target); the work is the pipeline's (`pipeline.Pipeline`)."""
+frame per request and target); the work is the pipeline's (`pipeline.submit.Pipeline`)."""
 
 from __future__ import annotations
 
@@ -383,7 +383,7 @@ class Connection:
 
 
 async def stream_endpoint(ws: WebSocket) -> None:
-    state: ServerState = ws.app.state.tolk  # Origin and Host: checked by origin.py
+    state: ServerState = ws.app.state.tolk  # Origin and Host: checked by security/origin.py
     try:
         state.gate.check_open()
     except ProtocolError as exc:
