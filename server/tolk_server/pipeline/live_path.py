@@ -50,7 +50,3 @@ class LivePath:
     def charge(self, ticket: Ticket, chars: int, rid: str) -> None:
         self._pipeline.admission.charge(ticket, chars, rid)
 
-
-def live_options(pipeline: Pipeline, first: UpdateFrame) -> UpdateFrame:
-    """A live request's first update as a request to submit (`LivePath.first_options`)."""
-    return LivePath(pipeline).first_options(first)
