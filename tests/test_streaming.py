@@ -16,7 +16,7 @@ from test_ws_routes import drain
 from tolk_server.adapters.echo import EchoEngine
 from tolk_server.engine.interface import Delta, GenerationParams
 from tolk_server.models.profiles import Profile
-from tolk_server.pipeline.context import SessionStore, Turn
+from tolk_server.pipeline.context import ContextStore, Turn
 from tolk_server.text.glossary import GlossaryStore
 
 RICH = Profile(
@@ -165,7 +165,7 @@ def test_sessions_carry_context_without_bleed(make_client: Any) -> None:
 
 
 def test_session_store_is_bounded_by_turns_ttl_and_lru() -> None:
-    store = SessionStore(max_sessions=2, max_turns=2, ttl_s=10)
+    store = ContextStore(max_sessions=2, max_turns=2, ttl_s=10)
     for i in range(3):
         store.add("s", Turn(f"src{i}", f"tr{i}", "en", "fi"), now=0)
     assert [t.source for t in store.context("s", now=1)] == ["src1", "src2"]

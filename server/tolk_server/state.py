@@ -13,7 +13,7 @@ from tolk_server.engine.interface import Engine
 from tolk_server.models.routing import ModelSet
 from tolk_server.ops.metrics import Metrics
 from tolk_server.pipeline.admission import Admission
-from tolk_server.pipeline.context import SessionStore
+from tolk_server.pipeline.context import ContextStore
 from tolk_server.pipeline.gate import Gate
 from tolk_server.pipeline.submit import Pipeline
 from tolk_server.security.auth import Authenticator
@@ -48,9 +48,9 @@ class ServerState:
     connections: set[Connection] = field(default_factory=set)
     request_exit: Callable[[], None] | None = None
     audio: SpeechInput | None = None  # speech input (None: off)
-    _http_sessions: dict[str, SessionStore] = field(default_factory=dict)
+    _http_sessions: dict[str, ContextStore] = field(default_factory=dict)
 
-    def http_sessions(self, authorization: str | None) -> SessionStore:
+    def http_sessions(self, authorization: str | None) -> ContextStore:
         """HTTP has no connection: sessions belong to the API key (bounded in number)."""
         owner = hashlib.sha256((authorization or "").encode()).hexdigest()
         store = self._http_sessions.get(owner)
@@ -58,7 +58,7 @@ class ServerState:
             if len(self._http_sessions) >= 1024:
                 self._http_sessions.pop(next(iter(self._http_sessions)))
             s = self.settings
-            store = SessionStore(s.session_max, s.session_turns, s.session_ttl_s)
+            store = ContextStore(s.session_max, s.session_turns, s.session_ttl_s)
             self._http_sessions[owner] = store
         return store
 

@@ -9,21 +9,32 @@ tagged with the phrase's `segment`, `speaker` and `target`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tolk.protocol import AudioStartFrame, ProtocolError, ServerFrame, UpdateFrame, error
 from tolk_server.audio.session import Translate
 from tolk_server.live.policy import policy_from
-from tolk_server.live.session import LiveSession
+from tolk_server.live.session import LiveRequest
 from tolk_server.pipeline.submit import Run
 
 if TYPE_CHECKING:
-    from tolk_server.audio.stream import AudioPort
     from tolk_server.pipeline.admission import Ticket
+    from tolk_server.pipeline.context import ContextStore
+    from tolk_server.security.auth import Principal
+    from tolk_server.state import ServerState
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class PhrasePort(Protocol):
+    """What the live phrases need of their audio stream's port (`audio.stream.AudioPort`)."""
+
+    state: ServerState
+    send: Callable[[ServerFrame], Awaitable[None]]
+    who: Callable[[], Principal | None]
+    sessions: ContextStore
 
 
 def tag(frame: ServerFrame, todo: Translate, target: str) -> None:
@@ -35,13 +46,13 @@ def tag(frame: ServerFrame, todo: Translate, target: str) -> None:
 class LivePhrases:
     """The open live requests of one audio stream, by (segment, target)."""
 
-    def __init__(self, port: AudioPort, start: AudioStartFrame, spawn: Spawn,
+    def __init__(self, port: PhrasePort, start: AudioStartFrame, spawn: Spawn,
                  ticket: Ticket) -> None:
         self.port = port
         self.start = start
         self.spawn = spawn  # runs a request's frames as one of the stream's translation tasks
         self.ticket = ticket  # the stream's: each phrase's characters are charged to its key
-        self.open: dict[tuple[int, str], LiveSession | None] = {}  # None: refused at its start
+        self.open: dict[tuple[int, str], LiveRequest | None] = {}  # None: refused at its start
 
     async def feed(self, todo: Translate) -> None:
         """A phrase's newest transcript: an update of its live requests (opened on its first)."""
@@ -64,13 +75,13 @@ class LivePhrases:
                            source=todo.language or "auto", target=target,
                            quality=self.start.quality, final=todo.final)
 
-    async def _open(self, todo: Translate, target: str) -> LiveSession | None:
+    async def _open(self, todo: Translate, target: str) -> LiveRequest | None:
         st = self.port.state
         who = self.port.who()
         assert who is not None
         first = self._frame(todo, target)
         try:
-            opts = LiveSession.first_options(st.pipeline.planner, first)
+            opts = LiveRequest.first_options(st.pipeline, first)
             run = st.pipeline.submit(opts, who, self.port.sessions, self.start.id,
                                      within=self.ticket)
         except ProtocolError as exc:  # counted by the pipeline; the phrase's terminal frame
@@ -80,12 +91,12 @@ class LivePhrases:
             return None
         s = st.settings
         # The phrase's growth is charged to the stream's key, like its first text (`within`).
-        live = LiveSession(st.pipeline, first, run.jobs[0], self.ticket, s.live_idle_s,
+        live = LiveRequest(st.pipeline, first, run.jobs[0], self.ticket, s.live_idle_s,
                            policy_from(s))
         self.spawn(self._run(run, live, todo, target))
         return live
 
-    async def _run(self, run: Run, live: LiveSession, todo: Translate, target: str) -> None:
+    async def _run(self, run: Run, live: LiveRequest, todo: Translate, target: str) -> None:
         async with run, aclosing(live.events()) as frames:
             async for frame in frames:
                 tag(frame, todo, target)

@@ -34,7 +34,7 @@ from tolk_server.audio.transcriber import recognise
 
 if TYPE_CHECKING:
     from tolk_server.pipeline.admission import Ticket
-    from tolk_server.pipeline.context import SessionStore
+    from tolk_server.pipeline.context import ContextStore
     from tolk_server.security.auth import Principal
     from tolk_server.state import ServerState
 
@@ -46,7 +46,7 @@ class AudioPort:
     """At most one audio stream per connection at a time."""
 
     def __init__(self, state: ServerState, send: Send,
-                 who: Callable[[], Principal | None], sessions: SessionStore) -> None:
+                 who: Callable[[], Principal | None], sessions: ContextStore) -> None:
         self.state = state
         self.send = send
         self.who = who

@@ -25,31 +25,33 @@ from tolk.protocol import (
     start,
 )
 from tolk.protocol.types import LiveStats
-from tolk_server.engine.interface import EngineError, RequestRejected
 from tolk_server.live.agreement import Agreement, common_prefix_len, words
 from tolk_server.live.metrics import laal
 from tolk_server.live.policy import LivePolicy
 from tolk_server.live.policy import masked as masked  # re-exported: the bench and tests use it
 from tolk_server.pipeline.admission import Ticket
-from tolk_server.pipeline.planning import Job, Planner
+from tolk_server.pipeline.live_path import LivePath
+from tolk_server.pipeline.planning import Plan
 from tolk_server.pipeline.submit import Pipeline
 
 log = logging.getLogger("tolk.live")
 HISTORY_MAX = 4096  # partials kept for LAAL; erasure is counted as they come
 
 
-class LiveSession:
-    def __init__(self, pipeline: Pipeline, first: UpdateFrame, job: Job, ticket: Ticket,
+class LiveRequest:
+    """One live request (`update` frames in, `partial`s and a `complete` out)."""
+
+    def __init__(self, pipeline: Pipeline, first: UpdateFrame, plan: Plan, ticket: Ticket,
                  idle_s: float, policy: LivePolicy | None = None) -> None:
         self.pipeline = pipeline
         self.first = first  # its options hold for the whole request (`follow_up`)
         self.ticket = ticket  # the text's growth is charged to it
         self._text = first.text  # what the key has been charged for (admitted with it)
-        self.planner = pipeline.planner
-        self.engine = pipeline.generator.engine
+        self.path = LivePath(pipeline)
         self.auto = first.source in (None, "auto")
-        self.opts = first.model_copy(update={"split": False, "source": job.source})
-        self.job = job
+        self.opts = first.model_copy(update={"split": False, "source": plan.source})
+        self.plan = plan  # the first update's: its id, request id, target, quality and owner
+        self.source = plan.source  # detected again while the text is short
         self.idle_s = idle_s
         self.policy = policy or LivePolicy()
         self.ag = Agreement(self.policy.hold_words, self.policy.agree)
@@ -71,23 +73,18 @@ class LiveSession:
         self.update(first)
 
     @staticmethod
-    def first_options(planner: Planner, first: UpdateFrame) -> UpdateFrame:
+    def first_options(pipeline: Pipeline, first: UpdateFrame) -> UpdateFrame:
         """The first update as a request to validate and admit (blank or short text too)."""
-        source = first.source
-        if source in (None, "auto"):  # a few typed letters may not be detectable yet
-            fallback = next((lang for lang in planner.languages if lang != first.target), None)
-            source = planner.detector.detect(first.text) or fallback
-        text = first.text if first.text.strip() else "-"
-        return first.model_copy(update={"split": False, "source": source, "text": text})
+        return LivePath(pipeline).first_options(first)
 
     # -- the transport's side -----------------------------------------------------------
 
     def update(self, frame: UpdateFrame) -> None:
         """Take an `update`: it replaces the pending text. Raises for one that is refused."""
-        rid = self.job.id
+        rid = self.plan.id
         if self.final:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "this live request is already final", rid)
-        cap = self.planner.settings.max_text_chars
+        cap = self.path.max_text_chars
         if len(frame.text) > cap:  # the request ends: its terminal frame says why
             self._failure = ProtocolError(
                 ErrorCode.TOO_LARGE, f"text has {len(frame.text)} characters; the limit is "
@@ -108,7 +105,7 @@ class LiveSession:
         self._text = text
         if grown > 0 and self._failure is None:
             try:
-                self.pipeline.admission.charge(self.ticket, grown, self.job.id)
+                self.path.charge(self.ticket, grown, self.plan.id)
             except ProtocolError as exc:
                 self._failure = exc
 
@@ -123,15 +120,15 @@ class LiveSession:
                     p.count(frame)
                     yield frame
         except ProtocolError as exc:
-            yield p.reject(exc, request=True, rid=self.job.id)
+            yield p.reject(exc, request=True, rid=self.plan.id)
         except Exception:
-            log.exception("live request %s failed", self.job.id)
-            yield p.reject(ProtocolError(ErrorCode.INTERNAL, "internal error", self.job.id),
+            log.exception("live request %s failed", self.plan.id)
+            yield p.reject(ProtocolError(ErrorCode.INTERNAL, "internal error", self.plan.id),
                            request=True)
 
     async def frames(self) -> AsyncGenerator[ServerFrame, None]:
-        job = self.job
-        yield start(job.id, job.request_id, job.source, job.target)
+        plan = self.plan
+        yield start(plan.id, plan.request_id, plan.source, plan.target)
         while True:
             text, version, final, t_update = await self._next()
             src = text if final else settled(text)
@@ -161,7 +158,7 @@ class LiveSession:
             except TimeoutError:
                 raise ProtocolError(
                     ErrorCode.EXPIRED, f"no update for {self.idle_s:g} s; the live request ended",
-                    self.job.id) from None
+                    self.plan.id) from None
         if self._failure is not None:
             raise self._failure
         assert self._pending is not None
@@ -174,18 +171,17 @@ class LiveSession:
         if not text.strip():
             return "", True
         if self.auto and len(text) < 64:  # settle the detected language early on
-            detected = self.planner.detector.detect(text)
-            if detected is not None and detected != self.job.target:
+            detected = self.path.detect(text)
+            if detected is not None and detected != self.plan.target:
                 self.opts = self.opts.model_copy(update={"source": detected})
         opts = self.opts.model_copy(update={"text": text})
-        job = self.planner.plan(opts, self.job.id, kind="live", owner=self.job.owner)[0]
-        self.job.source = job.source
+        plan = self.path.plan(opts, self.plan.id, self.plan.owner)
+        self.source = plan.source
         forced = self.ag.stable if self.policy.force_prefix else ""
         out: list[str] = []
 
         async def pump() -> None:
-            gen = self.engine.generate(job.prompt + forced, job.params,
-                                          f"{self.job.request_id}-{version}")
+            gen = self.path.hypothesis(plan, forced, f"{self.plan.request_id}-{version}")
             async with aclosing(gen) as deltas:
                 async for delta in deltas:
                     out.append(delta.text)
@@ -205,12 +201,6 @@ class LiveSession:
         if task.cancelled():
             return forced + "".join(out), False
         exc = task.exception()
-        if isinstance(exc, EngineError):
-            raise ProtocolError(ErrorCode.ENGINE_ERROR, str(exc), self.job.id) from exc
-        if isinstance(exc, RequestRejected):
-            if exc.code == "too_large":
-                raise ProtocolError(ErrorCode.TOO_LARGE, str(exc), self.job.id) from exc
-            raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), self.job.id) from exc
         if exc is not None:
             raise exc
         return forced + "".join(out), True
@@ -225,9 +215,9 @@ class LiveSession:
         if len(self._history) < HISTORY_MAX:
             self._history.append((source_len, shown))
         self.partials += 1
-        if self.first_partial_ms is None:
+        if self.first_partial_ms is None and shown:  # the first partial that shows text
             self.first_partial_ms = (time.perf_counter() - self.t_open) * 1000
-        return partial(self.job.id, version, stable, tentative, reset)
+        return partial(self.plan.id, version, stable, tentative, reset)
 
     def stats(self, translation: str, source_len: int, final_ms: float) -> LiveStats:
         ne = (self._erased + len(self._shown) - common_prefix_len(self._shown, translation)) / max(
@@ -244,13 +234,13 @@ class LiveSession:
         }
 
     def _complete(self, text: str, translation: str, t_update: float) -> ServerFrame:
-        job = self.job
+        plan = self.plan
         now = time.perf_counter()
-        done = complete(job.id, translation, job.source, job.target, self.engine_tokens,
+        done = complete(plan.id, translation, self.source, plan.target, self.engine_tokens,
                         self.first_partial_ms, (now - self.t_open) * 1000, "stop")
         done["live"] = self.stats(translation, len(text), (now - t_update) * 1000)
         done["live"]["engine_tokens"] = self.engine_tokens
-        done["quality"] = job.quality
+        done["quality"] = plan.quality
         return done
 
 

@@ -14,17 +14,11 @@ A profile (or a `[[models]]` entry of the server config) may set, per mode:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tolk.protocol import Granularity
-from tolk_server.engine.interface import GenerationParams
-
-if TYPE_CHECKING:
-    from tolk.protocol import TranslateOptions
-    from tolk_server.models.profiles import Sampling
 
 Quality = Literal["fast", "balanced", "quality"]
 QUALITIES: tuple[Quality, ...] = get_args(Quality)
@@ -59,39 +53,3 @@ BUILTIN_MODES: dict[Quality, Mode] = {
 def resolve_modes(overrides: dict[Quality, Mode] | None) -> dict[Quality, Mode]:
     """The built-in modes with a profile's (or a model config's) overrides on top."""
     return {q: (overrides or {}).get(q, BUILTIN_MODES[q]) for q in QUALITIES}
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What a request runs under its mode: the engine params and the streaming defaults."""
-
-    quality: Quality
-    params: GenerationParams
-    granularity: Granularity
-    split: bool
-
-
-def plan(opts: TranslateOptions, modes: dict[Quality, Mode], sampling: Sampling,
-         stop: tuple[str, ...], max_len: int) -> Plan:
-    """Resolve a request's mode: what the request sets wins over the mode's defaults."""
-    quality: Quality = opts.quality or DEFAULT_QUALITY
-    mode = modes[quality]
-    given = opts.model_fields_set
-    granularity = opts.granularity
-    if "granularity" not in given and mode.granularity is not None:
-        granularity = mode.granularity
-    split = opts.split if "split" in given or mode.split is None else mode.split
-    params = GenerationParams(
-        max_tokens=min(opts.max_tokens or mode.max_tokens or sampling.max_tokens, max_len),
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        repetition_penalty=sampling.repetition_penalty,
-        stop=stop,
-        ignore_eos=sampling.ignore_eos,
-        decoding=mode.decoding,
-        beam_width=mode.beam_width,
-        length_penalty=mode.length_penalty,
-        candidates=mode.candidates,
-        sample_temperature=mode.sample_temperature,
-    )
-    return Plan(quality, params, granularity, split)

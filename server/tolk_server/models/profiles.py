@@ -33,7 +33,7 @@ class Sampling(BaseModel):
     ignore_eos: bool = False
 
 
-class Variant(BaseModel):
+class PromptVariant(BaseModel):
     """An alternative prompt used when the source or target is one of `when`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -54,7 +54,7 @@ class Profile(BaseModel):
     stop: list[str] = Field(default_factory=list)
     sampling: Sampling = Field(default_factory=Sampling)
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
-    variants: list[Variant] = Field(default_factory=list)
+    variants: list[PromptVariant] = Field(default_factory=list)
     match: list[str] = Field(default_factory=list, description="Model-name substrings.")
     default_model: str | None = None
     supports_context: bool = False

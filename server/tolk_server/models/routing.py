@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tolk_server.engine.interface import Engine, GenerationParams
+from tolk_server.engine.interface import Engine
 from tolk_server.models.modes import QUALITIES, Mode, Quality, resolve_modes
 from tolk_server.models.profiles import Profile
 
@@ -126,15 +126,6 @@ class ServedModel:
                 "languages": sorted(self.profile.languages), "profile": self.profile.name,
                 "modes": {q: m.model_dump(exclude_none=True, exclude={"model"})
                           for q, m in self.modes.items()}}
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """A job as one model of its route runs it: that model's params and prompts."""
-
-    model: ServedModel
-    params: GenerationParams
-    prompts: tuple[str, ...]
 
 
 class ModelSet:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 class CachedResult:
     translation: str
     tokens: int
+    sentences: int = 1  # the parts it was translated in (the `complete` frame says it)
 
 
 def cache_key(**parts: object) -> str:

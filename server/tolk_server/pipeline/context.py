@@ -1,4 +1,5 @@
-"""Per-session translation context: bounded by turns, a TTL and an LRU cap."""
+"""Translation context: the prior turns of each conversation (a request's `session` id),
+bounded by turns, a TTL and an LRU cap. (Not an audio session, nor a live request.)"""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections import OrderedDict, deque
 from tolk_server.models.profiles import PriorTurn as Turn
 
 
-class SessionStore:
-    """Sessions of one owner (a connection, or an API key over HTTP); nothing is shared."""
+class ContextStore:
+    """The conversations of one owner (a connection, or an API key over HTTP); nothing is
+    shared."""
 
     def __init__(self, max_sessions: int = 256, max_turns: int = 4, ttl_s: float = 1800.0,
                  max_turn_chars: int = 2000) -> None:

@@ -54,3 +54,36 @@ class OrderedJoiner:
                 held, self._held[self._current] = self._held[self._current], []
                 out += [(self._current, t) for t in held]
         return out
+
+
+class PartsMerge:
+    """The texts of a plan's parts as their generations stream in, in any interleaving:
+    released strictly in source order, each part's surrounding white space kept. Sans-I/O:
+    every method returns the (part, text) pieces that may be emitted now."""
+
+    def __init__(self, spaces: list[tuple[str, str]]) -> None:
+        self._spaces = list(spaces)  # (lead, trail) of each part
+        self._joiner = OrderedJoiner(len(spaces))
+
+    @property
+    def done(self) -> bool:
+        return self._joiner.done
+
+    def begin(self) -> list[tuple[int, str]]:
+        """The white space before each part (kept as is)."""
+        return [r for k, (lead, _) in enumerate(self._spaces) for r in self._joiner.push(k, lead)]
+
+    def add(self, spaces: list[tuple[str, str]]) -> list[tuple[int, str]]:
+        """More parts after the last one (known only later), and their leading white space."""
+        first = len(self._spaces)
+        self._spaces += spaces
+        self._joiner.extend(len(spaces))
+        return [r for k in range(first, len(self._spaces))
+                for r in self._joiner.push(k, self._spaces[k][0])]
+
+    def text(self, k: int, text: str) -> list[tuple[int, str]]:
+        return self._joiner.push(k, text)
+
+    def end(self, k: int) -> list[tuple[int, str]]:
+        """Part k is complete: its trailing white space, then what it held back."""
+        return self._joiner.push(k, self._spaces[k][1]) + self._joiner.finish(k)

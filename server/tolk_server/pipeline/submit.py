@@ -38,11 +38,11 @@ from tolk_server.models.profiles import Profile
 from tolk_server.models.routing import ModelSet
 from tolk_server.ops.metrics import Metrics
 from tolk_server.pipeline.admission import Admission, Ticket
-from tolk_server.pipeline.context import SessionStore
+from tolk_server.pipeline.context import ContextStore
 from tolk_server.pipeline.gate import Gate
 from tolk_server.pipeline.generation import Generator
 from tolk_server.pipeline.markup_runs import markup_frames
-from tolk_server.pipeline.planning import Job, Planner
+from tolk_server.pipeline.planning import Plan, Planner
 from tolk_server.security.auth import Principal
 from tolk_server.text.glossary import GlossaryStore
 from tolk_server.text.markup import MarkupMode
@@ -53,7 +53,7 @@ log = logging.getLogger("tolk.pipeline")
 class Run:
     """One admitted request: its jobs (one per target) and its admission ticket."""
 
-    def __init__(self, pipeline: Pipeline, rid: str, jobs: list[Job], ticket: Ticket,
+    def __init__(self, pipeline: Pipeline, rid: str, jobs: list[Plan], ticket: Ticket,
                  opts: TranslateOptions, mode: MarkupMode | None = None) -> None:
         self.pipeline = pipeline
         self.id = rid
@@ -180,7 +180,7 @@ class Pipeline:
     def new_id(self) -> str:
         return f"{SERVER_ID_PREFIX}{next(self._ids)}"
 
-    def submit(self, opts: TranslateOptions, who: Principal, sessions: SessionStore | None,
+    def submit(self, opts: TranslateOptions, who: Principal, sessions: ContextStore | None,
                rid: str | None = None, connection_inflight: int | None = None,
                mode: MarkupMode | None = None, kind: RequestKind = "translate",
                within: Ticket | None = None) -> Run:
@@ -193,13 +193,13 @@ class Pipeline:
                             kind, within).runs[0]
 
     def submit_many(self, texts: list[TranslateOptions], who: Principal,
-                    sessions: SessionStore | None, mode: MarkupMode | None = None) -> Batch:
+                    sessions: ContextStore | None, mode: MarkupMode | None = None) -> Batch:
         """Several texts as one request: admitted together (all or none, one stream of the
         key, their characters together); release the batch once (`async with batch`)."""
         return self._submit(texts, who, sessions, texts[0].id or self.new_id(), None, mode)
 
     def _submit(self, texts: list[TranslateOptions], who: Principal,
-                sessions: SessionStore | None, rid: str, connection_inflight: int | None,
+                sessions: ContextStore | None, rid: str, connection_inflight: int | None,
                 mode: MarkupMode | None, kind: RequestKind = "translate",
                 within: Ticket | None = None) -> Batch:
         t0 = time.perf_counter()
@@ -207,7 +207,7 @@ class Pipeline:
         try:
             for o in texts:
                 self.gate.check_size(o.text, rid)
-            plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, sessions=sessions,
+            plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, contexts=sessions,
                                        kind=kind, owner=who.key_id)
                      for o, m in zip(texts, modes, strict=True)]
             ticket = self.admission.admit(

@@ -40,8 +40,8 @@ from tolk.protocol import (
 )
 from tolk_server.audio.stream import AudioPort
 from tolk_server.live.policy import policy_from
-from tolk_server.live.session import LiveSession
-from tolk_server.pipeline.context import SessionStore
+from tolk_server.live.session import LiveRequest
+from tolk_server.pipeline.context import ContextStore
 from tolk_server.pipeline.submit import Run
 from tolk_server.security.auth import Principal, bearer
 from tolk_server.state import ServerState
@@ -68,14 +68,14 @@ class Connection:
         self.state = state
         self.principal: Principal | None = None
         self.requests: RequestTable[asyncio.Task[None]] = RequestTable()
-        self.live: dict[str, LiveSession] = {}  # the live requests among them
+        self.live: dict[str, LiveRequest] = {}  # the live requests among them
         self.out = Outbox(state.settings.send_queue_frames, state.settings.send_stall_s)
         self.closing = False
         self._drained = asyncio.Event()
         self._aborted = False  # frames cannot be delivered: see `_abort_now`
         self._closer: asyncio.Task[None] | None = None
         s = state.settings
-        self.sessions = SessionStore(s.session_max, s.session_turns, s.session_ttl_s)
+        self.sessions = ContextStore(s.session_max, s.session_turns, s.session_ttl_s)
         self.audio = AudioPort(state, self._send_or_drop, lambda: self.principal, self.sessions)
 
     async def serve(self) -> None:
@@ -288,7 +288,7 @@ class Connection:
         session = None
         if isinstance(frame, UpdateFrame):
             s = st.settings
-            session = LiveSession(st.pipeline, frame, run.jobs[0], run.ticket, s.live_idle_s,
+            session = LiveRequest(st.pipeline, frame, run.jobs[0], run.ticket, s.live_idle_s,
                                   policy_from(s))
             self.live[rid] = session
         task = asyncio.create_task(self._run(run, session))
@@ -312,7 +312,7 @@ class Connection:
         frames = self.requests.end_open(rid, ErrorCode.CANCELLED, "cancelled by client")
         return self.state.pipeline.end(frames)
 
-    async def _run(self, run: Run, live: LiveSession | None = None) -> None:
+    async def _run(self, run: Run, live: LiveRequest | None = None) -> None:
         rid = run.id
         try:
             events = run.events() if live is None else live.events()
