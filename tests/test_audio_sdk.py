@@ -122,15 +122,15 @@ def test_tolk_listen_live_prints_each_phrase_once(audio_server: str, meeting_wav
 
 def test_readme_speech_example_runs_with_a_file(audio_server: str, meeting_wav: Path,
                                                 tmp_path: Path) -> None:
-    """The README's (product page's) example, as written, with meeting.wav in its directory."""
+    """The speech page's example (docs/speech.md), as written, with meeting.wav beside it."""
     import os
     import re
     import shutil
     import subprocess
     import sys
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Speech input"):]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "speech.md").read_text(encoding="utf-8")
+    section = page[page.index("# Speech input"):]
     code = re.search(r"^```python\n(.*?)^```", section, re.M | re.S)
     assert code is not None and "AudioStream(file=\"meeting.wav\")" in code.group(1)
     shutil.copy(meeting_wav, tmp_path / "meeting.wav")

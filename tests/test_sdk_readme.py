@@ -1,7 +1,7 @@
-"""The README's Python client examples run as written against a live server.
+"""The documented Python client examples run as written against a live server.
 
-The code blocks come from README.md's "### Python" subsection when it has one, else from
-docs/clients-python.md (the text waiting to be merged into the README).
+The code blocks come from the "Python" section of docs/clients.md (marked there
+`<!-- runnable: tests/test_sdk_readme.py -->`, see docs/development.md).
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def python_section() -> tuple[Path, str]:
-    readme = ROOT / "README.md"
-    for path in (readme, ROOT / "docs" / "clients-python.md"):
-        if not path.exists():
-            continue
-        text = path.read_text(encoding="utf-8")
-        m = re.search(r"^### Python[ \t]*\n(.*?)(?=^#{1,3} |\Z)", text, re.M | re.S)
-        if m:
-            return path, m.group(1)
-    raise AssertionError("no '### Python' section in README.md or docs/clients-python.md")
+    path = ROOT / "docs" / "clients.md"
+    text = path.read_text(encoding="utf-8")
+    m = re.search(r"^##{1,2} Python[ \t]*\n(.*?)(?=^#{1,3} |\Z)", text, re.M | re.S)
+    assert m, "no 'Python' section in docs/clients.md"
+    return path, m.group(1)
 
 
 def python_blocks() -> list[str]:

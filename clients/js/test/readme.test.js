@@ -1,4 +1,4 @@
-// The README's JavaScript example, run as written against a real server.
+// The JavaScript example of docs/clients.md, run as written against a real server.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -8,10 +8,10 @@ import path from 'node:path';
 import { REPO, startServer, within } from './helpers.js';
 
 function readmeSnippet() {
-  const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('### JavaScript'));
+  const page = readFileSync(path.join(REPO, 'docs', 'clients.md'), 'utf8');
+  const section = page.slice(page.indexOf('## JavaScript'));
   const match = section.match(/```js\n([\s\S]*?)```/);
-  assert.ok(match, 'README has a ```js block under ### JavaScript');
+  assert.ok(match, 'docs/clients.md has a ```js block under ## JavaScript');
   return match[1];
 }
 
