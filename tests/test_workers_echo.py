@@ -1,0 +1,115 @@
+"""`tolk serve --workers 2` over the engine double (each worker has its own echo engine):
+the supervisor, its sockets, restarts and the shared /metrics, fast. The same with the
+real engine, one engine core for both workers: tests/test_workers.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.workers import (
+    get,
+    metric,
+    open_spread,
+    run_streams,
+    supervisor,
+    wait_for,
+    worker_pids,
+)
+from tolk_server.cli.commands import build_parser
+
+SLOW_TEXT = " ".join(f"word{i}" for i in range(60))  # one sentence, ~120 pieces of 3 chars
+
+
+def test_workers_refuse_the_memory_store(capsys: pytest.CaptureFixture[str]) -> None:
+    ns = build_parser().parse_args(["serve", "--engine", "echo", "--workers", "2"])
+    os.environ.pop("TOLK_STORE", None)
+    assert ns.func(ns) == 2
+    err = capsys.readouterr().err
+    assert "--workers N>1 needs a store that the workers share" in err
+    assert "sqlite:///" in err and "redis://" in err
+
+
+@pytest.fixture(scope="module")
+def echo_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    d = tmp_path_factory.mktemp("workers-echo")
+    log = d / "supervisor.log"
+    env = {"TOLK_STORE": f"sqlite:///{d}/state.db", "TOLK_CACHE_ENTRIES": "0"}
+    with supervisor("--engine", "echo", "--workers", "2", "--fake-token-delay-ms", "20",
+                    "--worker-restarts", "2", log=log, env=env, timeout=60) as (base, _):
+        wait_for(lambda: len(worker_pids(log)) == 2, 30, "two workers")
+        yield base, log
+
+
+def test_connections_spread_and_metrics_add_up(echo_workers: tuple[str, Path]) -> None:
+    base, _ = echo_workers
+    url = base.replace("http", "ws") + "/v1/stream"
+    before = metric(get(base, "/metrics")[0], 'tolk_requests_total{outcome="complete"}')
+
+    async def go() -> list[str]:
+        conns = await open_spread(url, 12, workers=2)
+        results = await asyncio.gather(*(run_streams(ws, [f"r{i}"], "Hello there", 32)
+                                         for i, (ws, _) in enumerate(conns)))
+        for ws, _ in conns:
+            await ws.close()
+        assert all(len(t) == 1 and t[0]["type"] == "complete"
+                   for r in results for t in r.values()), results
+        return [w for _, w in conns]
+
+    served = asyncio.run(go())
+    assert set(served) == {"0", "1"}
+    text, _ = get(base, "/metrics")  # from one worker: the sum over both
+    after = metric(text, 'tolk_requests_total{outcome="complete"}')
+    assert after - before == len(served)
+    assert metric(text, 'tolk_worker_up{worker="0"}') == 1
+    assert metric(text, 'tolk_worker_up{worker="1"}') == 1
+    assert metric(text, "tolk_inflight_requests") == 0
+
+
+def test_a_killed_worker_fails_only_its_streams_and_comes_back(
+        echo_workers: tuple[str, Path]) -> None:
+    base, log = echo_workers
+    url = base.replace("http", "ws") + "/v1/stream"
+    victim = 1
+    old = worker_pids(log)[victim]
+
+    async def go() -> dict[str, list[dict[str, list[dict[str, object]]]]]:
+        conns = await open_spread(url, 6, workers=2)
+        started = asyncio.Event()
+        tasks = [(w, asyncio.create_task(run_streams(ws, [f"k{i}a", f"k{i}b"], SLOW_TEXT, 200,
+                                                      started)))
+                 for i, (ws, w) in enumerate(conns)]
+        await asyncio.wait_for(started.wait(), 30)
+        await asyncio.sleep(0.3)
+        os.kill(old, signal.SIGKILL)
+        by: dict[str, list[dict[str, list[dict[str, object]]]]] = {"0": [], "1": []}
+        for w, t in tasks:
+            by[w].append(await t)
+        for ws, _ in conns:
+            await ws.close()
+        return by
+
+    by = asyncio.run(go())
+    assert by["0"] and by["1"]
+    for result in by[str(1 - victim)]:  # the other worker's streams: each one terminal frame
+        assert all(len(t) == 1 and t[0]["type"] == "complete" for t in result.values())
+    for result in by[str(victim)]:  # the dead worker's: cut off, no terminal frame
+        assert all(t == [] for t in result.values()), result
+    wait_for(lambda: worker_pids(log)[victim] != old, 30, "the restart")
+    wait_for(lambda: metric(get(base, "/metrics")[0], f'tolk_worker_up{{worker="{victim}"}}')
+             == 1, 60, "the restarted worker's gauge")
+    assert "restarting in" in log.read_text()
+
+    async def served_again() -> bool:
+        conns = await open_spread(url, 2, workers=2)
+        results = [await run_streams(ws, ["again"], "Hello", 16) for ws, _ in conns]
+        for ws, _ in conns:
+            await ws.close()
+        return all(r["again"] and r["again"][0]["type"] == "complete" for r in results)
+
+    assert asyncio.run(served_again())
