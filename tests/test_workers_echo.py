@@ -41,7 +41,8 @@ def echo_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     log = d / "supervisor.log"
     env = {"TOLK_STORE": f"sqlite:///{d}/state.db", "TOLK_CACHE_ENTRIES": "0"}
     with supervisor("--engine", "echo", "--workers", "2", "--fake-token-delay-ms", "20",
-                    "--worker-restarts", "2", log=log, env=env, timeout=60) as (base, _):
+                    "--worker-restarts", "2", "--asr-backend", "off", log=log, env=env,
+                    timeout=60) as (base, _):
         wait_for(lambda: len(worker_pids(log)) == 2, 30, "two workers")
         yield base, log
 

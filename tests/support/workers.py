@@ -98,7 +98,7 @@ async def open_spread(url: str, n: int, workers: int) -> list[tuple[ClientConnec
 
 
 async def run_streams(ws: ClientConnection, ids: list[str], text: str, max_tokens: int,
-                      started: asyncio.Event | None = None, timeout: float = 120,
+                      started: asyncio.Event | None = None, limit_s: float = 120,
                       ) -> dict[str, list[dict[str, Any]]]:
     """Send one streamed request per id; collect every terminal frame of each until each has
     one or the connection closes (then the rest stay empty)."""
@@ -106,10 +106,10 @@ async def run_streams(ws: ClientConnection, ids: list[str], text: str, max_token
         await ws.send(json.dumps({"type": "translate", "id": rid, "text": text, "stream": True,
                                   "source": "en", "target": "fi", "max_tokens": max_tokens}))
     terminal: dict[str, list[dict[str, Any]]] = {rid: [] for rid in ids}
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     try:
         while any(not t for t in terminal.values()) and time.monotonic() < deadline:
-            f = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            f = json.loads(await asyncio.wait_for(ws.recv(), limit_s))
             if f["type"] == "token" and started is not None:
                 started.set()
             if f["type"] in TERMINAL and f.get("id") in terminal:
