@@ -130,6 +130,8 @@ class Supervisor:
 
             self.host = EngineHost(s, model_path(s), s.workers + s.worker_restarts)
             self.host.start()
+        if self.drain.is_set():  # stopped while the engine was starting
+            return
         for w in self.workers:
             self._spawn(w)
         log.info("tolk: %d workers on http%s://%s:%d", s.workers,

@@ -3,7 +3,8 @@
 A worker is today's server (the same app, drain and limits) on the listening socket the
 supervisor bound for it, with an engine-core client of the supervisor's engine
 (`EngineSlot`) or, with the engine double, an echo engine of its own. Its answers carry
-`x-tolk-worker: INDEX` (HTTP responses and the WebSocket handshake).
+`x-tolk-worker: INDEX` (every HTTP response and WebSocket handshake: one of uvicorn's
+default headers, so it costs nothing per frame).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 import uvicorn
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tolk_server.adapters.vllm import EngineSlot, VllmEngine
 from tolk_server.app.lifecycle import DrainingServer
@@ -27,7 +27,7 @@ from tolk_server.engine.interface import Engine
 from tolk_server.state import ServerState
 from tolk_server.transports.uvicorn_bounds import uvicorn_config
 
-WORKER_HEADER = b"x-tolk-worker"
+WORKER_HEADER = "x-tolk-worker"
 GAUGE_EVERY_TICKS = 5  # uvicorn ticks every 0.1 s: the engine's request count twice a second
 
 
@@ -41,27 +41,6 @@ class WorkerSpec:
     slot: EngineSlot | None  # its engine-core client slot (None: the engine double)
     drain: Event  # set by the supervisor: drain, then exit
     supervisor: int  # the supervisor's pid: a worker whose supervisor is gone drains
-
-
-class WorkerTag:
-    """ASGI middleware: `x-tolk-worker: INDEX` on every HTTP answer and WebSocket accept."""
-
-    def __init__(self, app: ASGIApp, index: int) -> None:
-        self.app = app
-        self.header = (WORKER_HEADER, str(index).encode())
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-
-        async def tagged(message: Message) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                message = {**message,
-                           "headers": [*message.get("headers", []), self.header]}
-            await send(message)
-
-        await self.app(scope, receive, tagged)
 
 
 class WorkerServer(DrainingServer):
@@ -97,10 +76,10 @@ def run_worker(spec: WorkerSpec) -> None:
     if spec.slot is not None:
         engine = VllmEngine(settings, model_path(settings), slot=spec.slot)
     app = create_app(settings, engine=engine)
-    app.add_middleware(WorkerTag, index=spec.index)
     state: ServerState = app.state.tolk
     state.metrics.worker_up.labels(str(spec.index)).set(1)
-    server = WorkerServer(uvicorn_config(app, settings), state, spec, engine)
+    config = uvicorn_config(app, settings, headers=[(WORKER_HEADER, str(spec.index))])
+    server = WorkerServer(config, state, spec, engine)
     server.run(sockets=[spec.sock])
     if state.fatal_error:
         print(f"tolk worker {spec.index}: exiting after a fatal error: {state.fatal_error}",
