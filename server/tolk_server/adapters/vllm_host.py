@@ -162,6 +162,7 @@ class EngineHost:
                 launch.coordinator.shutdown(timeout=timeout_s)
         if self._listeners is not None:
             self._listeners.cleanup()
+            self._listeners = None  # (its __del__ would clean up again at interpreter exit)
 
 
 def _close_pending(listener: socket.socket) -> None:
