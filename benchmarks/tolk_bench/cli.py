@@ -116,6 +116,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    "e.g. 1,2 (on a SQLite store each)")
     f.add_argument("--rounds", type=int, default=1,
                    help="with --workers: each count this often, interleaved")
+    f.add_argument("--fe-rate", type=float, help="with --workers: also an open-loop point at "
+                   "this many requests/s (CPU per request at the same load)")
     f.set_defaults(func=_cmd_frontend)
 
     w = bsub.add_parser("workers", help="the real engine under `tolk serve --workers N`")
@@ -301,7 +303,8 @@ def _frontend_workers(ns: argparse.Namespace, out: Any) -> int:
     from .workers import frontend_workers_section, run_frontend_workers
 
     with Progress(enabled=ns.progress) as prog:
-        fe = run_frontend_workers(_fe(ns), ns.workers, ns.rounds, out / "logs", prog)
+        fe = run_frontend_workers(_fe(ns), ns.workers, ns.rounds, out / "logs", prog,
+                                  ns.fe_rate)
     doc = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
            "machine": machine_info(), "busy_at_end": busy_processes(), "frontend_workers": fe}
     _write(out, "frontend-workers", doc, frontend_workers_section(fe))

@@ -29,9 +29,11 @@ from .workload import read_pairs, sentence_specs
 
 
 def run_frontend_workers(opts: dict[str, Any], counts: list[int], rounds: int, logs: Path,
-                         prog: Progress) -> dict[str, Any]:
+                         prog: Progress, rate: float | None = None) -> dict[str, Any]:
     """`frontend_ceiling` for each worker count, `rounds` times interleaved (1, 2, 1, 2, …
-    on a shared host); then the means per count and their ratios to the first count's."""
+    on a shared host); then the means per count and their ratios to the first count's.
+    With `rate`, also an open-loop point at that many short requests/s: CPU per request at
+    the same load for every count (below saturation, so the split's own cost)."""
     from .frontend import fake_server, frontend_ceiling
 
     runs: list[dict[str, Any]] = []
@@ -40,14 +42,31 @@ def run_frontend_workers(opts: dict[str, Any], counts: list[int], rounds: int, l
             prog.log(f"[bold]front end over the null engine, --workers {n}, round {r + 1}[/bold]")
             try:
                 with fake_server(logs, n) as srv:
-                    res = asyncio.run(frontend_ceiling(srv.ready_url.rsplit("/", 1)[0],
-                                                       srv.pid, prog, **opts))
+                    base = srv.ready_url.rsplit("/", 1)[0]
+                    res = asyncio.run(frontend_ceiling(base, srv.pid, prog, **opts))
+                    if rate:
+                        res["short"].append(asyncio.run(_at_rate(base, srv.pid, rate, opts,
+                                                                 prog)))
                     res["startup_s"] = srv.startup_s
             except Exception as exc:
                 prog.log(f"[red]--workers {n} failed: {exc}[/red]")
                 res = {"error": str(exc)[:2000]}
             runs.append({"workers": n, "round": r + 1, **res})
     return {"rounds": rounds, "runs": runs, "comparison": _compare(runs, counts)}
+
+
+async def _at_rate(base: str, pid: int, rate: float, opts: dict[str, Any],
+                   prog: Progress) -> dict[str, Any]:
+    from .frontend import SHORT_TEXT, _measured
+    from .workload import RequestSpec
+
+    n = max(200, int(rate * min(20.0, opts["max_duration_s"])))
+    point = Point("frontend", [RequestSpec(SHORT_TEXT, "en", "fi", "", 64)] * n, rate=rate,
+                  max_duration_s=opts["max_duration_s"])
+    conns = max(1, 64 // opts["streams_per_conn"])
+    res = await _measured(base, pid, point, conns, prog, f"null engine rate={rate:g}/s")
+    res["concurrency"] = f"{rate:g}/s"  # the row's label: an offered rate, not a concurrency
+    return res
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -58,7 +77,7 @@ def _compare(runs: list[dict[str, Any]], counts: list[int]) -> list[dict[str, An
     """Per concurrency and worker count: the mean requests/s, requests per CPU-second and
     CPU in use over the rounds, and the ratios to the first count's."""
     ok = [r for r in runs if not r.get("error")]
-    levels = sorted({p["concurrency"] for r in ok for p in r["short"]})
+    levels = list(dict.fromkeys(p["concurrency"] for r in ok for p in r["short"]))
     out: list[dict[str, Any]] = []
     for c in levels:
         rows = []
