@@ -107,28 +107,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    "mirrored offline sentence by sentence)")
     q.set_defaults(func=_cmd_quality)
 
-    f = bsub.add_parser("frontend", help="the front end alone over the null engine")
-    _common(f)
-    _frontend_opts(f)
-    f.add_argument("--url", help="a running tolk server (no CPU/RSS figures) instead of "
-                   "starting `tolk serve --engine fake`")
-    f.add_argument("--workers", type=_ints, help="one run per `tolk serve --workers N`, "
-                   "e.g. 1,2 (on a SQLite store each)")
-    f.add_argument("--rounds", type=int, default=1,
-                   help="with --workers: each count this often, interleaved")
-    f.add_argument("--fe-rate", type=float, help="with --workers: also an open-loop point at "
-                   "this many requests/s (CPU per request at the same load)")
-    f.set_defaults(func=_cmd_frontend)
-
-    w = bsub.add_parser("workers", help="the real engine under `tolk serve --workers N`")
-    _engine_opts(w)
-    _common(w)
-    w.add_argument("--workers", type=_ints, default=[1, 2])
-    w.add_argument("--rounds", type=int, default=1, help="each count this often, interleaved")
-    w.add_argument("--concurrency", type=int, default=16)
-    w.add_argument("--requests", type=int, default=160)
-    w.add_argument("--max-tokens", type=int, default=64)
-    w.set_defaults(func=_cmd_workers)
+    _add_frontend(bsub)
+    _add_workers(bsub)
 
     ld = bsub.add_parser("load", help="load a running tolk server (WebSocket and SSE)")
     _common(ld)
@@ -157,6 +137,33 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         add_audio_args(au)
     au.set_defaults(func=_cmd_audio)
 
+
+
+def _add_frontend(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    f = bsub.add_parser("frontend", help="the front end alone over the null engine")
+    _common(f)
+    _frontend_opts(f)
+    f.add_argument("--url", help="a running tolk server (no CPU/RSS figures) instead of "
+                   "starting `tolk serve --engine fake`")
+    f.add_argument("--workers", type=_ints, help="one run per `tolk serve --workers N`, "
+                   "e.g. 1,2 (on a SQLite store each)")
+    f.add_argument("--rounds", type=int, default=1,
+                   help="with --workers: each count this often, interleaved")
+    f.add_argument("--fe-rate", type=float, help="with --workers: also an open-loop point at "
+                   "this many requests/s (CPU per request at the same load)")
+    f.set_defaults(func=_cmd_frontend)
+
+
+def _add_workers(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = bsub.add_parser("workers", help="the real engine under `tolk serve --workers N`")
+    _engine_opts(w)
+    _common(w)
+    w.add_argument("--workers", type=_ints, default=[1, 2])
+    w.add_argument("--rounds", type=int, default=1, help="each count this often, interleaved")
+    w.add_argument("--concurrency", type=int, default=16)
+    w.add_argument("--requests", type=int, default=160)
+    w.add_argument("--max-tokens", type=int, default=64)
+    w.set_defaults(func=_cmd_workers)
 
 def _out_dir(ns: argparse.Namespace, machine: dict[str, Any] | None = None) -> Any:
     from datetime import UTC, datetime

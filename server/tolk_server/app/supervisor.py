@@ -134,7 +134,7 @@ class Supervisor:
             return
         for w in self.workers:
             self._spawn(w)
-        log.info("tolk: %d workers on http%s://%s:%d", s.workers,
+        log.info("%d workers on http%s://%s:%d", s.workers,
                  "s" if s.ssl_certfile else "", s.host, self.port)
 
     def _spawn(self, w: Worker) -> None:
@@ -215,7 +215,9 @@ class Supervisor:
                   else "died; failing in-flight requests and stopping")
         if host.error is None:
             host.announce_dead()  # each worker's requests end in engine_error, then it exits
-        self._join(time.monotonic() + 5.0)
+        else:  # the workers still wait for the engine's greeting: stop them
+            self.drain.set()
+        self._join(time.monotonic() + 10.0)
         return 1
 
     def _drain_all(self) -> int:
