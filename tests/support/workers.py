@@ -44,6 +44,10 @@ def supervisor(*args: str, log: Path, timeout: float = 180,
         wait_ready(base, proc, timeout)
         yield base, proc
     finally:
+        if proc.poll() is None:  # a clean stop first: the supervisor removes its metrics folder
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
