@@ -62,9 +62,10 @@ pytest: install
 	$(BIN)/pytest -q
 
 # Debian packages the tests drive for real: headless Chromium (never a browser download),
-# nginx (the load-balancer test), shellcheck (the container entrypoint), and espeak-ng + sox
-# (offline test speech for the audio path).
-SYSTEM_TOOLS := chromium nginx shellcheck espeak-ng sox
+# nginx (the load-balancer test), shellcheck (the container entrypoint), espeak-ng + sox
+# (offline test speech for the audio path), redis-server (the shared store), haproxy (the
+# rolling-restart emulation) and prometheus (promtool and the alert/autoscaling queries).
+SYSTEM_TOOLS := chromium nginx shellcheck espeak-ng sox redis-server haproxy prometheus
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
