@@ -1,4 +1,4 @@
-"""Process lifecycle: drain on SIGTERM, and exit when the engine dies.
+"""Process lifecycle: drain on SIGTERM, exit when the engine dies, renew stream leases.
 
 `DrainingServer` is uvicorn's server with one change: the first SIGTERM/SIGINT starts
 a drain (refuse new work, let in-flight requests finish up to the drain timeout, then
@@ -17,6 +17,7 @@ from types import FrameType
 import uvicorn
 
 from tolk_server.state import ServerState
+from tolk_server.stores.records import LEASE_TTL_S
 
 log = logging.getLogger("tolk")
 SERVICE_RESTART = 1012
@@ -57,6 +58,17 @@ async def watch_engine(state: ServerState, period_s: float = 0.2) -> None:
     log.error("the engine died; failing in-flight requests and exiting")
     await asyncio.sleep(1.0)  # let the engine_error frames reach their clients
     exit_process(state)
+
+
+async def renew_leases(state: ServerState, period_s: float = LEASE_TTL_S / 3) -> None:
+    """Keep this process's stream leases alive in the usage store (a crashed process's
+    expire), and add the characters counted while the store was away."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            state.admission.keys.renew()
+        except Exception:  # never let the renewal loop die
+            log.exception("renewing stream leases failed")
 
 
 def exit_process(state: ServerState) -> None:

@@ -33,11 +33,11 @@ class StoreUnavailable(ProtocolError):
 
 
 class StoreHealth:
-    def __init__(self, store: Store, policy: Policy = "closed",
+    def __init__(self, store: Store | None = None, policy: Policy = "closed",
                  on_error: Callable[[str], None] | None = None,
                  on_state: Callable[[bool], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
+        self.store = store  # None: this process's own state (never fails)
         self.policy = policy
         self.up = True
         self.errors = 0
@@ -66,7 +66,7 @@ class StoreHealth:
             raise
         if not self.up:
             self._set(True)
-            log.warning("the state store %s is back", self.store.url)
+            log.warning("the state store %s is back", self.url)
         return out
 
     def refuse(self, rid: str | None = None) -> None:
@@ -76,6 +76,8 @@ class StoreHealth:
 
     def probe(self) -> bool:
         """Ping the store (at most once a second while it is down); whether it is up."""
+        if self.store is None:
+            return True
         try:
             self.run("ping", self.store.ping)
         except StoreError:
@@ -84,9 +86,14 @@ class StoreHealth:
 
     def describe(self) -> dict[str, Any]:
         """For /ready (public): no address, no error text (those are in the log)."""
-        up = self.probe() if self.store.shared else True
-        return {"backend": self.store.kind, "state": "up" if up else "down",
+        up = self.probe() if self.store is not None and self.store.shared else True
+        return {"backend": self.store.kind if self.store else "memory",
+                "state": "up" if up else "down",
                 "policy": self.policy, "errors": self.errors}
+
+    @property
+    def url(self) -> str:
+        return self.store.url if self.store is not None else "memory"
 
     def _count(self, op: str) -> None:
         self.errors += 1
@@ -98,7 +105,7 @@ class StoreHealth:
         self.last_error = why
         if self.up:
             self._set(False)
-            log.error("the state store %s is down (%s); policy: %s", self.store.url, why,
+            log.error("the state store %s is down (%s); policy: %s", self.url, why,
                       self.policy)
 
     def _set(self, up: bool) -> None:

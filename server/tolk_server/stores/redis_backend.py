@@ -100,7 +100,8 @@ class RedisUsage:
                 now: float) -> Refusal | None:
         keys = [_usage_key(kid, "rpm"), _usage_key(kid, f"chars:{day_of(now)}"),
                 _usage_key(kid, "leases")]
-        args: list[str | int] = [repr(now), _n(limits.requests_per_minute), _n(limits.chars_per_day),
+        args: list[str | int] = [
+                repr(now), _n(limits.requests_per_minute), _n(limits.chars_per_day),
                 _n(limits.concurrent_streams), chars, lease or "", repr(now + LEASE_TTL_S),
                 uuid.uuid4().hex, 2 * DAY_S, math.ceil(2 * LEASE_TTL_S), repr(now - 60)]
         with _outage("reserve"):
