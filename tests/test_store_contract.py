@@ -227,7 +227,7 @@ def test_a_redis_outage_fails_fast_and_the_breaker_recovers(redis_server: Any,
 
 
 def test_urls_are_checked_and_passwords_are_hidden(tmp_path: Path) -> None:
-    for bad in ("memcached://x", "sqlite:///", "memory://x", "nope"):
+    for bad in ("memcached://x", "sqlite:///", "memory://x", "nope", "sqlite", "redis"):
         with pytest.raises(ValueError, match="store"):
             check_url(bad)
     assert check_url("rediss://:pw@h:6380/1") == "rediss://:pw@h:6380/1"

@@ -21,8 +21,8 @@ SCHEMES = ("memory", "sqlite", "redis", "rediss")
 
 def check_url(url: str) -> str:
     """`url` if it names a store, else `ValueError` saying what does."""
-    scheme = urlsplit(url).scheme if "://" in url else url
-    if scheme not in SCHEMES or (scheme == "memory" and url != "memory"):
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if url != "memory" and scheme not in SCHEMES[1:]:
         raise ValueError(f"unknown store {shown_url(url)!r}: use memory, sqlite:///PATH, "
                          "redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
     if scheme == "sqlite" and not sqlite_path(url).name:
