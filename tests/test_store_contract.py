@@ -237,3 +237,28 @@ def test_urls_are_checked_and_passwords_are_hidden(tmp_path: Path) -> None:
     with pytest.raises(StoreError):  # a file that cannot be made (its folder is a file)
         open_store(f"sqlite:///{tmp_path}/file/x.db", key_file=tmp_path / "k",
                    glossary_file=tmp_path / "g")
+
+
+def test_redis_with_a_password_over_tls(tmp_path: Path) -> None:
+    """`rediss://:PASSWORD@host/db?ssl_ca_certs=…`: TLS and AUTH are the URL's; a wrong
+    password is an outage (`StoreError`), never a silent unauthenticated connection."""
+    from support.certs import self_signed
+    from support.redis_server import running_redis
+
+    cert, key = self_signed(tmp_path)
+    with running_redis(password="s3cret", tls=(cert, key)) as server:
+        url = f"{server.url}?ssl_ca_certs={cert}"
+        store = open_store(url, key_file=tmp_path / "k", glossary_file=tmp_path / "g")
+        assert store.url == url.replace("s3cret", "***")
+        assert store.usage.reserve("k", KeyLimits(requests_per_minute=1), 3, "l", T0) is None
+        assert store.usage.reserve("k", KeyLimits(requests_per_minute=1), 3, "m", T0)
+        store.keys.put(record("a", "alice"))
+        assert open_store(url, key_file=tmp_path / "k",
+                          glossary_file=tmp_path / "g").keys.get("a") is not None
+        with pytest.raises(ValueError, match="rediss://"):
+            check_url(url.replace("rediss://", "redis://"))
+        for wrong in (url.replace("s3cret", "wrong"), url.replace(":s3cret@", ""),
+                      server.url.replace("rediss://", "redis://")):  # TLS only
+            with pytest.raises(StoreError):
+                open_store(wrong, key_file=tmp_path / "k", glossary_file=tmp_path / "g").ping()
+        store.close()

@@ -36,21 +36,45 @@ def redis_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, binary: str, folder: Path) -> None:
+    """`tls`: (certificate, key) to serve TLS only, with `password` required."""
+
+    def __init__(self, binary: str, folder: Path, password: str | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.binary = binary
         self.folder = folder
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password, self.tls = password, tls
+        auth = f":{password}@" if password else ""
+        host = "localhost" if tls else "127.0.0.1"  # the certificate's name
+        self.url = f"{'rediss' if tls else 'redis'}://{auth}{host}:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def _args(self) -> list[str]:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
                 "--appendfsync", "always", "--daemonize", "no", "--loglevel", "warning"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.tls:
+            cert, key = self.tls
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                         str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                         "--tls-auth-clients", "no"]
+        return args
+
+    def _probe(self) -> redis.Redis:
+        if self.tls:
+            return redis.Redis(host="localhost", port=self.port, password=self.password,
+                               ssl=True, ssl_ca_certs=str(self.tls[0]), socket_timeout=0.5,
+                               socket_connect_timeout=0.5)
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=0.5,
+                           socket_connect_timeout=0.5)
+
+    def start(self) -> None:
         log = (self.folder / "redis.log").open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = self._probe()
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while True:
@@ -81,9 +105,10 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis() -> Iterator[RedisServer]:
+def running_redis(password: str | None = None,
+                  tls: tuple[Path, Path] | None = None) -> Iterator[RedisServer]:
     folder = Path(tempfile.mkdtemp(prefix="tolk-redis-"))
-    server = RedisServer(redis_binary(), folder)
+    server = RedisServer(redis_binary(), folder, password, tls)
     try:
         server.start()
         yield server

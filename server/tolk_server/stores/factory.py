@@ -25,6 +25,8 @@ def check_url(url: str) -> str:
     if url != "memory" and scheme not in SCHEMES[1:]:
         raise ValueError(f"unknown store {shown_url(url)!r}: use memory, sqlite:///PATH, "
                          "redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
+    if scheme == "redis" and "ssl" in urlsplit(url).query:
+        raise ValueError(f"store {shown_url(url)!r}: ssl_* options need rediss:// (TLS)")
     if scheme == "sqlite" and not sqlite_path(url).name:
         raise ValueError(f"store {url!r}: name a file, e.g. sqlite:////var/lib/tolk/state.db")
     return url
