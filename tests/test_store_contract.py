@@ -262,3 +262,45 @@ def test_redis_with_a_password_over_tls(tmp_path: Path) -> None:
             with pytest.raises(StoreError):
                 open_store(wrong, key_file=tmp_path / "k", glossary_file=tmp_path / "g").ping()
         store.close()
+
+
+def test_concurrent_writers_lose_no_key(opener: Any, kind: str) -> None:
+    """Six clients (the memory store: six handles on one key file) add keys at once."""
+    stores = [opener() for _ in range(6)]
+
+    def add(s: Store, n: int) -> None:
+        for i in range(8):
+            s.keys.put(record(f"{n}-{i}", f"k{n}-{i}"))
+
+    threads = [threading.Thread(target=add, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(opener().keys.all()) == 48
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_migrate_copies_the_json_files_into_a_store(opener: Any, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tolk_server.cli.commands import main
+    from tolk_server.stores.files import FileGlossaries, FileKeys
+
+    home = tmp_path / "home"
+    FileKeys(home / "keys.json").put(record("a", "alice"))
+    FileKeys(home / "keys.json").revoke("alice")
+    files = FileGlossaries(home / "glossaries.json")
+    files.put("eu", {"European Parliament": "Euroopan parlamentti"}, T0)
+    meta = GlossaryMeta(name="mine", source_lang="en", target_lang="fi", created=T0,
+                        owner="a")
+    files.create("g1", {"cat": "kissa"}, meta, max_per_owner=100)
+    target = opener()
+    for _ in range(2):  # again: the same result
+        with pytest.raises(SystemExit) as done:
+            main(["store", "migrate", "--from-dir", str(home), "--store", target.url])
+        assert done.value.code == 0
+        assert "1 keys and 2 glossaries (1 of the DeepL API)" in capsys.readouterr().out
+    assert target.keys.get("a").revoked  # type: ignore[union-attr]
+    assert target.glossaries.get("eu").terms == {"European Parliament": "Euroopan parlamentti"}  # type: ignore[union-attr]
+    assert target.glossaries.get("g1").meta == meta  # type: ignore[union-attr]
+    assert sorted(target.glossaries.all()) == ["eu", "g1"]

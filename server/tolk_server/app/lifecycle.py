@@ -1,4 +1,5 @@
-"""Process lifecycle: drain on SIGTERM, exit when the engine dies, renew stream leases.
+"""Process lifecycle: drain on SIGTERM, exit when the engine dies, renew stream leases,
+watch a shared store while it is down.
 
 `DrainingServer` is uvicorn's server with one change: the first SIGTERM/SIGINT starts
 a drain (refuse new work, let in-flight requests finish up to the drain timeout, then
@@ -69,6 +70,22 @@ async def renew_leases(state: ServerState, period_s: float = LEASE_TTL_S / 3) ->
             state.admission.keys.renew()
         except Exception:  # never let the renewal loop die
             log.exception("renewing stream leases failed")
+
+
+async def watch_store(state: ServerState, period_s: float = 1.0) -> None:
+    """While a shared store is down, try it once a second in a thread, so that no request
+    waits on it meanwhile (they fail fast) and the server notices at once when it is back."""
+    health = state.store_health
+    if not health.shared:
+        return
+    health.watched = True
+    try:
+        while True:
+            await asyncio.sleep(period_s)
+            if not health.up:
+                await asyncio.to_thread(health.check)
+    finally:
+        health.watched = False
 
 
 def exit_process(state: ServerState) -> None:

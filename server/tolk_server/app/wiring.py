@@ -15,7 +15,7 @@ from starlette.types import Lifespan
 
 from tolk_models import DEMO_DIR
 from tolk_server.adapters.echo import EchoEngine
-from tolk_server.app.lifecycle import exit_process, renew_leases, watch_engine
+from tolk_server.app.lifecycle import exit_process, renew_leases, watch_engine, watch_store
 from tolk_server.config import Settings
 from tolk_server.engine.interface import Engine
 from tolk_server.models.profiles import Profile, resolve_profile
@@ -147,13 +147,15 @@ def _lifespan(state: ServerState, owns_engine: bool) -> Lifespan[FastAPI]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(_start_engine(state))
         watchdog = asyncio.create_task(watch_engine(state))
-        leases = asyncio.create_task(renew_leases(state))
+        keepers = [asyncio.create_task(renew_leases(state)),
+                   asyncio.create_task(watch_store(state))]
         try:
             yield
         finally:
             loader.cancel()
             watchdog.cancel()
-            leases.cancel()
+            for task in keepers:
+                task.cancel()
             if owns_engine:
                 for m in state.models.default:
                     await m.engine.shutdown()

@@ -1,8 +1,9 @@
 """A shared store's health and the outage policy (`store_failure`).
 
 Every call to a shared store goes through `StoreHealth.run`. A failure marks the store down;
-while it is down, calls fail fast (no waiting on timeouts) and one call a second tries it
-again, so the server notices at once when it is back. What a failure means is the policy's:
+while it is down, calls fail fast (no waiting on timeouts). A server tries it again once a
+second off its event loop (`check`, run by `app.lifecycle.watch_store`); without that watcher
+(the CLI, tests) one call a second tries it inline. What a failure means is the policy's:
 `closed` (the default) refuses the request (`StoreUnavailable`: an `engine_error`, HTTP 503),
 `open` lets the caller fall back to this process's own limits. Either way it is counted
 (`tolk_store_errors_total`) and shown in `/ready`.
@@ -46,6 +47,7 @@ class StoreHealth:
         self._on_state = on_state
         self._clock = clock
         self._next_try = 0.0
+        self.watched = False  # a watcher tries the store while it is down (`check`)
 
     @property
     def open(self) -> bool:
@@ -55,7 +57,7 @@ class StoreHealth:
     def run(self, op: str, fn: Callable[[], T]) -> T:
         """`fn()`, or `StoreError` (counted) when the store fails or is known to be down."""
         now = self._clock()
-        if not self.up and now < self._next_try:
+        if not self.up and (self.watched or now < self._next_try):
             self._count(op)
             raise StoreError(f"the store is down ({self.last_error})")
         try:
@@ -65,9 +67,25 @@ class StoreHealth:
             self._down(now, str(exc))
             raise
         if not self.up:
-            self._set(True)
-            log.warning("the state store %s is back", self.url)
+            self._back()
         return out
+
+    @property
+    def shared(self) -> bool:
+        return self.store is not None and self.store.shared
+
+    def check(self) -> bool:
+        """Try the store now (the watcher's call, in a thread); whether it answered."""
+        if self.store is None:
+            return True
+        try:
+            self.store.ping()
+        except StoreError as exc:
+            self.last_error = str(exc)
+            return False
+        if not self.up:
+            self._back()
+        return True
 
     def refuse(self, rid: str | None = None) -> None:
         """After a `StoreError`: raise `StoreUnavailable` under `closed`; return under `open`."""
@@ -75,9 +93,10 @@ class StoreHealth:
             raise StoreUnavailable(rid)
 
     def probe(self) -> bool:
-        """Ping the store (at most once a second while it is down); whether it is up."""
-        if self.store is None:
-            return True
+        """Whether the store is up: a ping while it is, none while it is known to be down and
+        watched (else at most one a second)."""
+        if self.store is None or (self.watched and not self.up):
+            return self.store is None
         try:
             self.run("ping", self.store.ping)
         except StoreError:
@@ -86,7 +105,7 @@ class StoreHealth:
 
     def describe(self) -> dict[str, Any]:
         """For /ready (public): no address, no error text (those are in the log)."""
-        up = self.probe() if self.store is not None and self.store.shared else True
+        up = self.probe() if self.shared else True
         return {"backend": self.store.kind if self.store else "memory",
                 "state": "up" if up else "down",
                 "policy": self.policy, "errors": self.errors}
@@ -107,6 +126,10 @@ class StoreHealth:
             self._set(False)
             log.error("the state store %s is down (%s); policy: %s", self.url, why,
                       self.policy)
+
+    def _back(self) -> None:
+        self._set(True)
+        log.warning("the state store %s is back", self.url)
 
     def _set(self, up: bool) -> None:
         self.up = up

@@ -242,7 +242,10 @@ def redis_store(url: str, shown: str) -> Store:
     """A client for `url` (`shown`: the URL without its password, for logs and /ready)."""
     r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=TIMEOUT_S,
                              socket_connect_timeout=TIMEOUT_S,
-                             retry=Retry(NoBackoff(), 1), health_check_interval=30)
+                             # a pooled connection a restart broke: reconnect once (no
+                             # retry on a timeout: an unreachable store costs one timeout)
+                             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+                             health_check_interval=30)
 
     def ping() -> None:
         with _outage("ping"):
