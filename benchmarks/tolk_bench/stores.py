@@ -6,7 +6,9 @@ Without `--redis`, a `redis-server` from PATH is started on a free loopback port
 file, `appendfsync everysec`, as a production Redis would be). Each backend runs `n`
 reservations (`UsageBackend.reserve`: streams, requests per minute and characters per day
 checked and counted in one step) over 256 keys, each followed by the release of its stream
-lease, from one client, one after another: latency, not throughput under contention.
+lease, from one client, one after another: latency, not throughput under contention. Also
+this process's CPU time per reservation and release (what the server itself spends, whatever
+the scheduling delays of a busy host).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ LIMITS = KeyLimits(requests_per_minute=1_000_000, chars_per_day=10**12, concurre
 def measure(store: Store, n: int) -> dict[str, Any]:
     reserve: list[float] = []
     release: list[float] = []
+    cpu0 = time.process_time()
     for i in range(n):
         kid, lease = f"bench-{i % 256}", f"lease-{i}"
         t0 = time.perf_counter()
@@ -44,11 +47,13 @@ def measure(store: Store, n: int) -> dict[str, Any]:
         release.append(time.perf_counter() - t1)
         reserve.append(t1 - t0)
         assert refused is None, refused
+    cpu = time.process_time() - cpu0  # this process's CPU: what tolk itself spends
     q = statistics.quantiles(reserve, n=100)
     return {"backend": store.kind, "n": n,
             "reservations_per_s": round(n / sum(reserve)),
             "with_release_per_s": round(n / (sum(reserve) + sum(release))),
-            "reserve_p50_us": round(q[49] * 1e6, 1), "reserve_p99_us": round(q[98] * 1e6, 1)}
+            "reserve_p50_us": round(q[49] * 1e6, 1), "reserve_p99_us": round(q[98] * 1e6, 1),
+            "client_cpu_us_per_reserve_and_release": round(cpu / n * 1e6, 1)}
 
 
 def _free_port() -> int:
