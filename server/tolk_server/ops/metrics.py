@@ -57,6 +57,13 @@ class Metrics:
         self.engine_running = Gauge(
             "tolk_engine_running_requests", "Requests the engine holds.", registry=r
         )
+        self.store_errors = Counter(
+            "tolk_store_errors", "State store calls that failed or were skipped while it was "
+            "down, by operation.", ["op"], registry=r,
+        )
+        self.store_up = Gauge("tolk_store_up", "Whether the state store answers (1) or not.",
+                              registry=r)
+        self.store_up.set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -27,6 +27,7 @@ from tolk.protocol import (
 from tolk_server.security.auth import bearer
 from tolk_server.security.headers import docs_csp
 from tolk_server.state import ServerState
+from tolk_server.stores.health import StoreUnavailable
 from tolk_server.transports.openapi_examples import COMPLETE_EXAMPLE, TRANSLATE_EXAMPLES
 
 router = APIRouter()
@@ -55,6 +56,8 @@ def error_response(exc: ProtocolError) -> JSONResponse:
     structured `limit` (a per-key limit is 429), never from the message."""
     status = HTTP_STATUS[exc.code]
     headers: dict[str, str] | None = None
+    if isinstance(exc, StoreUnavailable):  # an engine_error, but one to retry: 503
+        status, headers = 503, {"Retry-After": "1"}
     if exc.code == ErrorCode.OVERLOADED:
         headers = {"Retry-After": "1"}
         if exc.limit in KEY_LIMITS:
@@ -171,13 +174,18 @@ async def ready(request: Request) -> JSONResponse:
     st = _state(request)
     models = [{"name": m.name, "state": m.state()} for m in st.models.default]
     asr = st.audio.describe() if st.audio is not None else {"backend": "off"}
-    if st.gate.ready:
+    store = st.store_health.describe()
+    store_down = store["state"] != "up"
+    if st.gate.ready and not (store_down and store["policy"] == "closed"):
         degraded = (any(m["state"] not in ("ready", "connected") for m in models)
-                    or asr.get("state") == "dead")
+                    or asr.get("state") == "dead" or store_down)
         return JSONResponse({"status": "degraded" if degraded else "ready",
-                             "model": st.model_name, "models": models, "asr": asr})
-    detail = "engine dead" if st.models.dead else "loading"
-    return JSONResponse({"status": detail, "models": models, "asr": asr}, status_code=503)
+                             "model": st.model_name, "models": models, "asr": asr,
+                             "store": store})
+    detail = ("engine dead" if st.models.dead else "store down" if st.gate.ready
+              else "loading")
+    return JSONResponse({"status": detail, "models": models, "asr": asr, "store": store},
+                        status_code=503)
 
 
 def _guard(request: Request, public: bool) -> JSONResponse | None:
