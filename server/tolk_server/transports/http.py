@@ -206,8 +206,21 @@ async def metrics(request: Request) -> Response:
     st = _state(request)
     if (refused := _guard(request, st.settings.public_metrics)) is not None:
         return refused
-    st.metrics.engine_running.set(sum(m.engine.running() for m in st.models.default))
+    _engine_gauges(st)
     return Response(st.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _engine_gauges(st: ServerState) -> None:
+    """The engines' gauges, as of this scrape: requests held, queued beyond the batch (local
+    engines: a remote tolk server's batch is its own), and which engines died."""
+    models = st.models.default
+    held = {m.name: m.engine.running() for m in models}
+    batch = st.settings.max_num_seqs * st.settings.data_parallel_size
+    st.metrics.engine_running.set(sum(held.values()))
+    st.metrics.engine_queue.set(sum(max(0, held[m.name] - batch) for m in models
+                                    if not m.remote))
+    for m in models:
+        st.metrics.engine_dead.labels(m.name).set(1 if m.engine.dead else 0)
 
 
 @router.get("/openapi.json", include_in_schema=False)
