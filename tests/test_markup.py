@@ -232,3 +232,24 @@ def test_unknown_entity_comes_back_byte_exact_and_escaping_holds() -> None:
     doc = Markup("<p>Ben &b and Jerry</p>")
     assert doc.render(["Ben &bull; ja Jerry"]) == "<p>Ben &amp;bull; ja Jerry</p>"
 
+
+def test_too_deep_html_is_too_large_on_every_surface(make_client: Any) -> None:
+    c = make_client(max_text_chars=20_000, max_markup_depth=100)
+    deep = _nested(101)
+    r = c.post("/v1/translate", json={"text": deep, "target": "fi", "format": "html"})
+    assert r.status_code == 413 and r.json()["code"] == "too_large"
+    assert "max_markup_depth" in r.json()["message"]
+    ok = c.post("/v1/translate", json={"text": _nested(100), "target": "fi", "format": "html"})
+    assert ok.status_code == 200, ok.text
+    with c.websocket_connect("/v1/stream") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "translate", "id": "d", "text": deep, "format": "html",
+                      "target": "fi"})
+        frame = ws.receive_json()
+    assert frame["type"] == "error" and frame["code"] == "too_large" and frame["id"] == "d"
+    r = c.post("/v2/translate", json={"text": [deep], "target_lang": "FI",
+                                      "tag_handling": "html"})
+    assert r.status_code == 413
+    r = c.post("/translate", json={"q": deep, "source": "auto", "target": "fi",
+                                   "format": "html"})
+    assert r.status_code == 413 and "error" in r.json()

@@ -144,6 +144,7 @@ def _lifespan(state: ServerState, owns_engine: bool) -> Lifespan[FastAPI]:
         finally:
             loader.cancel()
             watchdog.cancel()
+            state.pipeline.close()  # its markup workers
             if owns_engine:
                 for m in state.models.default:
                     await m.engine.shutdown()

@@ -7,6 +7,7 @@ per API key (concurrent streams, requests per minute, characters per day). A ref
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -60,6 +61,18 @@ class KeyLimiter:
         _check_chars(u, limits, chars, rid, now)
         u.chars += chars
 
+    def refund(self, key_id: str, chars: int, at: float, rate: bool) -> None:
+        """Give back `chars` counted at `at` (and, with `rate`, that request's place in the
+        minute's window)."""
+        u = self._usage.get(key_id)
+        if u is None:
+            return
+        if u.day == int(at // 86400):
+            u.chars = max(0, u.chars - chars)
+        if rate:
+            with contextlib.suppress(ValueError):
+                u.recent.remove(at)
+
     def chars_today(self, key_id: str, now: float | None = None) -> int:
         """Characters this key has used today (UTC day), for usage reports."""
         u = self._usage.get(key_id)
@@ -91,6 +104,9 @@ class Ticket:
     released: bool = False
     limits: KeyLimits | None = None  # the key's, for `Admission.charge`
     audio: bool = False  # an audio stream: counted against `max_audio_streams`
+    chars: int = 0  # the characters counted at admission (`Admission.refund`)
+    at: float = 0.0  # when
+    within: Ticket | None = None  # the stream they were charged to (`Admission.admit`)
 
 
 class Admission:
@@ -121,15 +137,16 @@ class Admission:
                                 limit=Limit.SERVER_CAPACITY, retry_after=1)
         key_id: str | None = None
         key_limits: KeyLimits | None = None
+        now = time.time()
         if within is not None:
-            self.charge(within, chars, rid)
+            self.charge(within, chars, rid, now)
         elif who is not ANONYMOUS:  # without keys, only the server's limits apply
             limits = self._limits(who)
-            self.keys.acquire(who.key_id, limits, chars, rid)
+            self.keys.acquire(who.key_id, limits, chars, rid, now)
             key_id, key_limits = who.key_id, limits
         self.inflight += slots
         self.metrics.inflight.inc(slots)
-        return Ticket(key_id, slots, limits=key_limits)
+        return Ticket(key_id, slots, limits=key_limits, chars=chars, at=now, within=within)
 
     def admit_audio(self, who: Principal, rid: str) -> Ticket:
         """Admit an audio stream (one of the key's streams, one of `max_audio_streams`), or
@@ -153,11 +170,24 @@ class Admission:
                 update={"concurrent_streams": self.settings.max_inflight_per_key})
         return limits
 
-    def charge(self, ticket: Ticket, chars: int, rid: str) -> None:
+    def charge(self, ticket: Ticket, chars: int, rid: str, now: float | None = None) -> None:
         """Count `chars` more of an admitted request (live input, an audio stream's phrases)
         against its key's daily characters, or raise `overloaded` (`key_chars_per_day`)."""
         if ticket.key_id is not None and ticket.limits is not None and chars > 0:
-            self.keys.charge(ticket.key_id, ticket.limits, chars, rid)
+            self.keys.charge(ticket.key_id, ticket.limits, chars, rid, now)
+
+    def refund(self, ticket: Ticket) -> None:
+        """Release a request refused after its admission (its text unreadable, its language
+        undetectable, …): it did no work, so its characters and its place in the key's rate
+        are given back too, as if it had been refused before."""
+        if ticket.released:
+            return
+        self.release(ticket)
+        if ticket.within is not None:
+            if ticket.within.key_id is not None:
+                self.keys.refund(ticket.within.key_id, ticket.chars, ticket.at, rate=False)
+        elif ticket.key_id is not None:
+            self.keys.refund(ticket.key_id, ticket.chars, ticket.at, rate=True)
 
     def release(self, ticket: Ticket) -> None:
         """Give back what `admit` took (idempotent)."""

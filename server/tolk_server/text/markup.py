@@ -357,10 +357,6 @@ class MarkupMode:
                       non_splitting_tags=self.non_splitting_tags,
                       splitting_tags=self.splitting_tags, max_depth=max_depth)
 
-    def plain_text(self, source: str) -> str:
-        """The translatable text of a fragment (for language detection)."""
-        return "\n".join(self.parse(source).segments)
-
 
 Translate = Callable[[list[str]], Awaitable[list[str]]]
 
