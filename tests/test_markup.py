@@ -234,12 +234,12 @@ def test_unknown_entity_comes_back_byte_exact_and_escaping_holds() -> None:
 
 
 def test_too_deep_html_is_too_large_on_every_surface(make_client: Any) -> None:
-    c = make_client(max_text_chars=20_000, max_markup_depth=100)
-    deep = _nested(101)
+    c = make_client()  # max_markup_depth 512, max_text_chars 4000
+    deep = _nested(513)
     r = c.post("/v1/translate", json={"text": deep, "target": "fi", "format": "html"})
     assert r.status_code == 413 and r.json()["code"] == "too_large"
     assert "max_markup_depth" in r.json()["message"]
-    ok = c.post("/v1/translate", json={"text": _nested(100), "target": "fi", "format": "html"})
+    ok = c.post("/v1/translate", json={"text": _nested(512), "target": "fi", "format": "html"})
     assert ok.status_code == 200, ok.text
     with c.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
