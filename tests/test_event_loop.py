@@ -2,8 +2,9 @@
 answers within 100 ms.
 
 The worst case is HTML with no source language (detection runs on the markup's text) at
-each surface's size limit: nested as deep as it goes (refused by the depth cap), and nested
-just under the cap in many blocks (accepted: parsed and laid back by the markup workers). A
+each surface's size limit: nested as deep as it goes (refused by the depth cap), nested
+just under the cap in many blocks (accepted: parsed and laid back by the markup workers),
+and thousands of alike text units (answered from the result cache, never suspending). A
 real `tolk serve --engine echo` on a free loopback port, with a raised `max_text_chars` (an
 operator's setting: the parse must stay cheap whatever the cap), is probed from this process.
 """

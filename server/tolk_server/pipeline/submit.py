@@ -200,7 +200,7 @@ class Pipeline:
                      sessions: ContextStore | None, rid: str | None = None,
                      connection_inflight: int | None = None, mode: MarkupMode | None = None,
                      kind: RequestKind = "translate", within: Ticket | None = None) -> Run:
-        """Plan and admit a validated request, or raise `ProtocolError` (already counted).
+        """Admit and plan a validated request, or raise `ProtocolError` (already counted).
         The caller must release the returned run (`async with run`, or `run.release()`).
         `kind` (a plain request, a live one, an audio segment) sets its engine priority;
         `within`: the ticket of the stream it is part of (`Admission.admit`). A short input
