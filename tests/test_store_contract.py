@@ -107,6 +107,19 @@ def test_characters_per_day_and_a_refusal_takes_nothing(store: Store) -> None:
     assert store.usage.chars_today("k", tomorrow) == 15
 
 
+def test_a_refund_gives_back_the_characters_and_the_place_in_the_window(store: Store) -> None:
+    """A request refused after its admission (too deep, an unknown glossary) did no work."""
+    lim = KeyLimits(requests_per_minute=1, chars_per_day=10)
+    assert store.usage.reserve("k", lim, 7, "l1", T0) is None
+    assert store.usage.reserve("k", lim, 1, "l2", T0 + 1) is not None  # the minute's one
+    store.usage.refund("k", "l1", 7, T0, rate=True)
+    assert store.usage.chars_today("k", T0) == 0
+    assert store.usage.reserve("k", lim, 10, "l3", T0 + 2) is None  # both given back
+    store.usage.refund("k", "l3", 4, T0 + 2, rate=False)  # characters only
+    assert store.usage.chars_today("k", T0) == 6
+    assert store.usage.reserve("k", lim, 0, "l4", T0 + 3) is not None  # still its place
+
+
 def test_stream_leases_are_released_renewed_and_expire(store: Store) -> None:
     lim = KeyLimits(concurrent_streams=2)
     assert store.usage.reserve("k", lim, 0, "a", T0) is None

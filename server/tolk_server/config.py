@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     max_inflight_per_connection: int = Field(64, ge=1)
     max_inflight_total: int = Field(1024, ge=1)
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    max_markup_depth: int = Field(512, ge=1, description=(
+        "HTML/XML input nesting more elements than this is refused (too_large); elements "
+        "whose end tag HTML lets you leave out (p, li, td, ...) do not count."))
+    markup_inline_chars: int = Field(8192, ge=0, description=(
+        "Markup (and language detection) of an input longer than this is worked on by the "
+        "markup workers, off the event loop; shorter ones inline."))
+    markup_workers: int = Field(2, ge=1, description=(
+        "Threads parsing big markup inputs and detecting their language (all requests)."))
     auth_timeout_s: float = Field(10.0, gt=0)
     send_queue_frames: int = Field(4096, ge=16)
     send_stall_s: float = Field(10.0, gt=0, description=(

@@ -156,6 +156,7 @@ def _lifespan(state: ServerState, owns_engine: bool) -> Lifespan[FastAPI]:
             watchdog.cancel()
             for task in keepers:
                 task.cancel()
+            state.pipeline.close()  # its markup workers
             if owns_engine:
                 for m in state.models.default:
                     await m.engine.shutdown()

@@ -8,6 +8,7 @@ in the usage store, shared by every process on it). A refusal is an `overloaded`
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from tolk.protocol import ErrorCode, Limit, ProtocolError
@@ -31,6 +32,9 @@ class Ticket:
     limits: KeyLimits | None = None  # the key's, for `Admission.charge`
     lease: Lease | None = None  # the key's stream, for `Admission.release`
     audio: bool = False  # an audio stream: counted against `max_audio_streams`
+    chars: int = 0  # the characters counted at admission (`Admission.refund`)
+    at: float = 0.0  # when
+    within: Ticket | None = None  # the stream they were charged to (`Admission.admit`)
 
 
 class Admission:
@@ -60,12 +64,13 @@ class Admission:
         if self.inflight + slots > s.max_inflight_total:
             raise ProtocolError(ErrorCode.OVERLOADED, "server is at capacity; retry shortly", rid,
                                 limit=Limit.SERVER_CAPACITY, retry_after=1)
-        ticket = Ticket(None, slots)
+        now = time.time()
+        ticket = Ticket(None, slots, chars=chars, at=now, within=within)
         if within is not None:
-            self.charge(within, chars, rid)
+            self.charge(within, chars, rid, now)
         elif who is not ANONYMOUS:  # without keys, only the server's limits apply
             limits = self._limits(who)
-            ticket.lease = self.keys.acquire(who.key_id, limits, chars, rid)
+            ticket.lease = self.keys.acquire(who.key_id, limits, chars, rid, now)
             ticket.key_id, ticket.limits = who.key_id, limits
         self.inflight += slots
         self.metrics.inflight.inc(slots)
@@ -93,11 +98,24 @@ class Admission:
                 update={"concurrent_streams": self.settings.max_inflight_per_key})
         return limits
 
-    def charge(self, ticket: Ticket, chars: int, rid: str) -> None:
+    def charge(self, ticket: Ticket, chars: int, rid: str, now: float | None = None) -> None:
         """Count `chars` more of an admitted request (live input, an audio stream's phrases)
         against its key's daily characters, or raise `overloaded` (`key_chars_per_day`)."""
         if ticket.lease is not None and ticket.limits is not None and chars > 0:
-            self.keys.charge(ticket.lease, ticket.limits, chars, rid)
+            self.keys.charge(ticket.lease, ticket.limits, chars, rid, now)
+
+    def refund(self, ticket: Ticket) -> None:
+        """Release a request refused after its admission (its text unreadable, its language
+        undetectable, …): it did no work, so its characters and its place in the key's rate
+        are given back too, as if it had been refused before."""
+        if ticket.released:
+            return
+        self.release(ticket)
+        if ticket.within is not None:
+            if ticket.within.lease is not None:
+                self.keys.refund(ticket.within.lease, ticket.chars, ticket.at, rate=False)
+        elif ticket.lease is not None:
+            self.keys.refund(ticket.lease, ticket.chars, ticket.at, rate=True)
 
     def release(self, ticket: Ticket) -> None:
         """Give back what `admit` took (idempotent)."""

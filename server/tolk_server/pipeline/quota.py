@@ -108,6 +108,21 @@ class KeyLimiter:
         except StoreError:
             pass  # the lease expires in LEASE_TTL_S
 
+    def refund(self, lease: Lease, chars: int, at: float, rate: bool) -> None:
+        """Give back `chars` counted at `at` (and, with `rate`, that request's place in the
+        minute's window): a request refused after its admission did no work."""
+        if lease.local:
+            self.local.refund(lease.key_id, lease.lease, chars, at, rate)
+            key = (lease.key_id, day_of(at))
+            if key in self._pending:
+                self._pending[key] = max(0, self._pending[key] - chars)
+            return
+        try:
+            self.health.run("refund", lambda: self.usage.refund(
+                lease.key_id, lease.lease, chars, at, rate))
+        except StoreError:
+            pass  # under `open`, kept counted: a refund is never worth a refusal
+
     def chars_today(self, key_id: str, now: float | None = None) -> int:
         """Characters this key has used today (UTC day), for usage reports."""
         now = time.time() if now is None else now

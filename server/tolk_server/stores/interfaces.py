@@ -48,6 +48,10 @@ class UsageBackend(Protocol):
     def add_chars(self, kid: str, day: int, chars: int) -> None:
         """Count characters used while the store was away (no limit applies)."""
         ...
+    def refund(self, kid: str, lease: str, chars: int, at: float, rate: bool) -> None:
+        """Take back what the reservation `lease` made at `at` counted: `chars` of that day's
+        characters and, with `rate`, its place in the minute's window (its lease stays)."""
+        ...
     def release(self, kid: str, lease: str) -> None: ...
     def renew(self, leases: Iterable[tuple[str, str]], now: float) -> None:
         """Extend these (key id, lease) pairs to `now + LEASE_TTL_S`."""

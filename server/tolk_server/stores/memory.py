@@ -5,6 +5,7 @@ Also what the `open` failure policy falls back on while a shared store is away.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -69,6 +70,17 @@ class MemoryUsage:
                 return Refusal("chars", day_retry(now))
             u.chars += chars
             return None
+
+    def refund(self, kid: str, lease: str, chars: int, at: float, rate: bool) -> None:
+        with self._lock:
+            u = self._usage.get(kid)
+            if u is None:
+                return
+            if u.day == day_of(at):
+                u.chars = max(0, u.chars - chars)
+            if rate:
+                with contextlib.suppress(ValueError):
+                    u.recent.remove(at)
 
     def add_chars(self, kid: str, day: int, chars: int) -> None:
         with self._lock:

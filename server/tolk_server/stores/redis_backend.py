@@ -103,7 +103,7 @@ class RedisUsage:
         args: list[str | int] = [
                 repr(now), _n(limits.requests_per_minute), _n(limits.chars_per_day),
                 _n(limits.concurrent_streams), chars, lease or "", repr(now + LEASE_TTL_S),
-                uuid.uuid4().hex, 2 * DAY_S, math.ceil(2 * LEASE_TTL_S), repr(now - 60)]
+                lease or uuid.uuid4().hex, 2 * DAY_S, math.ceil(2 * LEASE_TTL_S), repr(now - 60)]
         with _outage("reserve"):
             verdict, detail = self._reserve(keys=keys, args=args)
         if verdict == "ok":
@@ -125,6 +125,15 @@ class RedisUsage:
         pipe.incrby(key, chars)
         pipe.expire(key, 2 * DAY_S)
         with _outage("add_chars"):
+            pipe.execute()
+
+    def refund(self, kid: str, lease: str, chars: int, at: float, rate: bool) -> None:
+        pipe = self.r.pipeline()
+        if chars:
+            pipe.decrby(_usage_key(kid, f"chars:{day_of(at)}"), chars)
+        if rate:
+            pipe.zrem(_usage_key(kid, "rpm"), lease)  # the reservation's member is its lease
+        with _outage("refund"):
             pipe.execute()
 
     def release(self, kid: str, lease: str) -> None:

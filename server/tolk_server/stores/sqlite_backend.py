@@ -188,6 +188,15 @@ class SqliteUsage:
         with self.db.tx() as c:
             _add_chars(c, kid, day, chars)
 
+    def refund(self, kid: str, lease: str, chars: int, at: float, rate: bool) -> None:
+        with self.db.tx() as c:
+            if chars:
+                c.execute("UPDATE chars SET n = max(0, n - ?) WHERE kid = ? AND day = ?",
+                          (chars, kid, day_of(at)))
+            if rate:
+                c.execute("DELETE FROM rpm WHERE rowid IN "
+                          "(SELECT rowid FROM rpm WHERE kid = ? AND t = ? LIMIT 1)", (kid, at))
+
     def release(self, kid: str, lease: str) -> None:
         with self.db.tx() as c:
             c.execute("DELETE FROM leases WHERE lease = ?", (lease,))

@@ -120,7 +120,7 @@ async def translate(request: Request) -> Response:
         return error_response(exc)
     try:
         sessions = st.http_sessions(request.headers.get("authorization"))
-        run = st.pipeline.submit(opts, who, sessions)
+        run = await st.pipeline.submit(opts, who, sessions)
     except ProtocolError as exc:  # counted by the pipeline
         return error_response(exc)
 

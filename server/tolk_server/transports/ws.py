@@ -284,8 +284,8 @@ class Connection:
             opts: TranslateFrame | UpdateFrame = frame
             if isinstance(frame, UpdateFrame):
                 opts = st.pipeline.live_options(frame)
-            run = st.pipeline.submit(opts, self.principal, self.sessions, rid,
-                                     connection_inflight=len(self.requests))
+            run = await st.pipeline.submit(opts, self.principal, self.sessions, rid,
+                                           connection_inflight=len(self.requests))
         except ProtocolError as exc:  # counted by the pipeline
             await self.send_error(exc, counted=True)
             return

@@ -51,7 +51,7 @@ async def translate_all(st: ServerState, who: Principal, texts: list[str], *, so
     if not opts:
         return out
     try:
-        batch = st.pipeline.submit_many(opts, who, st.http_sessions(owner), mode)
+        batch = await st.pipeline.submit_many(opts, who, st.http_sessions(owner), mode)
     except ProtocolError as exc:  # counted by the pipeline
         raise from_protocol(exc, quota_status=quota_status) from None
     async with batch:
