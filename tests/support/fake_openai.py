@@ -2,7 +2,8 @@
 
 What it answers depends on the prompt: it contains `too-long` (400, context length), `bad`
 (400), `boom` (500), `midway` (one token, then an error event), `cut` (one token, then the
-stream ends), `slow` (a token every 20 ms for up to 10 s); anything else streams
+stream ends), `slow` (a token every 20 ms for up to 10 s), `bytewise` (a stream in one-byte writes, with
+CRLF line ends, a comment and a multi-line event); anything else streams
 "Hel", "lo", " world" and stops. Not streamed: `n` choices (`cand0`, `cand1`, …; with
 `mbr-majority`, most of them say "same"). Every request body and its headers are kept;
 `down` makes every route answer 503; `aborted` holds the prompts of streams the client
@@ -99,7 +100,7 @@ def _choices(body: dict[str, Any]) -> list[dict[str, Any]]:
             for i, t in reversed(list(enumerate(texts)))]  # out of order on purpose
 
 
-async def _stream(fake: FakeOpenAI, prompt: str) -> AsyncIterator[str]:
+async def _stream(fake: FakeOpenAI, prompt: str) -> AsyncIterator[str | bytes]:
     fake.streaming += 1
     done = False
     try:
@@ -115,6 +116,13 @@ async def _stream(fake: FakeOpenAI, prompt: str) -> AsyncIterator[str]:
             yield "\n\n"
         elif "cut" in prompt:
             yield _chunk("Hel", [5])
+        elif "bytewise" in prompt:  # CRLF, a comment, multi-line data, each byte on its own
+            raw = (": hello\r\n\r\n" + _chunk("a", [1]).replace("\n", "\r\n")
+                   + 'data: {"choices":\ndata: [{"text": "b", "token_ids": [2, 3]}]}\n\n'
+                   + 'data: {"choices": []}\n\n' + _chunk("", [4], "stop")
+                   + "data: [DONE]\n\n" + _chunk("late", [5]))
+            for byte in raw.encode():
+                yield bytes([byte])
         else:
             # one event split over several writes, and a comment line, as proxies may do
             yield ": keep-alive\n\n"

@@ -37,8 +37,9 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from tolk_server.engine.decoding import mbr_select, stop_at
 from tolk_server.engine.interface import (
@@ -63,7 +64,7 @@ def base_url(url: str) -> str:
     if not url.startswith(OPENAI_SCHEMES):
         raise ValueError(f"not an openai+http(s):// URL: {url!r}")
     plain = url.removeprefix("openai+").rstrip("/")
-    if httpx.URL(plain).userinfo:
+    if urlsplit(plain).username is not None:
         raise ValueError("an openai+ URL carries no credentials: put the API key in the "
                          "environment variable named by `api_key_env`")
     return plain
@@ -83,8 +84,7 @@ def openai_profile(spec: ModelSpec, default: str | None) -> Profile:
 class OpenAIEngine:
     def __init__(self, url: str, api_key: str | None = None, served_model: str | None = None,
                  priority: bool = False, connect_timeout_s: float = 2.0,
-                 health_period_s: float = HEALTH_PERIOD_S,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 health_period_s: float = HEALTH_PERIOD_S) -> None:
         self.base_url = base_url(url)
         self.served_model = served_model
         self.priority = priority
@@ -94,8 +94,7 @@ class OpenAIEngine:
                                settings={"url": self.base_url, "served_model": served_model,
                                          "priority": priority})
         self._api_key = api_key
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._watch: asyncio.Task[None] | None = None
         self._model: str | None = served_model
         self._ok = False
@@ -114,13 +113,13 @@ class OpenAIEngine:
 
     async def start(self) -> None:
         """Returns at once: the server's health is polled in the background."""
-        if log.getEffectiveLevel() > logging.DEBUG:  # httpx logs every request at INFO:
-            logging.getLogger("httpx").setLevel(logging.WARNING)  # the health poll, 1/s
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url + "/", headers=headers, transport=self._transport,
-            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=self.connect_timeout_s, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
+        self._client = aiohttp.ClientSession(
+            base_url=self.base_url + "/", headers=headers,
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            read_bufsize=2**20,  # the longest line: the first chunk, with the prompt's ids
+            timeout=aiohttp.ClientTimeout(connect=self.connect_timeout_s,
+                                          sock_read=READ_TIMEOUT_S))
         self._watch = asyncio.create_task(self._keep_watch())
 
     async def _keep_watch(self) -> None:
@@ -140,14 +139,19 @@ class OpenAIEngine:
         """None when the server lists the model; else why not."""
         assert self._client is not None
         try:
-            resp = await self._client.get("models", timeout=self.connect_timeout_s)
-        except httpx.HTTPError as exc:
+            async with self._client.get(
+                    "models", timeout=aiohttp.ClientTimeout(total=self.connect_timeout_s)
+            ) as resp:
+                if resp.status != 200:
+                    return f"GET /models answered {resp.status}"
+                doc = json.loads(await resp.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}"
-        if resp.status_code != 200:
-            return f"GET /models answered {resp.status_code}"
+        except ValueError:
+            return "GET /models answered no model list"
         try:
-            ids = [str(m["id"]) for m in resp.json()["data"]]
-        except (ValueError, KeyError, TypeError):
+            ids = [str(m["id"]) for m in doc["data"]]
+        except (KeyError, TypeError):
             return "GET /models answered no model list"
         if self.served_model is None and ids:
             self._model = ids[0]
@@ -171,8 +175,8 @@ class OpenAIEngine:
                 async with aclosing(self._stream(body)) as deltas:
                     async for delta in deltas:
                         yield delta
-        except httpx.HTTPError as exc:  # unreachable, the connection broke, timed out
-            if isinstance(exc, httpx.ConnectError):
+        except (aiohttp.ClientError, TimeoutError) as exc:  # unreachable, broken, timed out
+            if isinstance(exc, aiohttp.ClientConnectorError):
                 self._ok = False  # /ready says so now, not at the next poll
             raise EngineError(f"openai model {self.base_url}: {type(exc).__name__}: "
                               f"{exc}") from exc
@@ -196,27 +200,32 @@ class OpenAIEngine:
 
     async def _stream(self, body: dict[str, Any]) -> AsyncGenerator[Delta, None]:
         assert self._client is not None
-        async with self._client.stream("POST", "completions", json=body) as resp:
-            if resp.status_code != 200:
-                await resp.aread()
-                raise refusal(resp.status_code, resp.content)
+        async with self._client.post("completions", json=body) as resp:
+            if resp.status != 200:
+                raise refusal(resp.status, await resp.read())
             finished = False
-            async with aclosing(sse_events(resp.aiter_lines())) as events:
-                async for event in events:
-                    delta = event_delta(event)
-                    if delta is not None:
-                        finished = delta.finish_reason is not None
-                        yield delta
+            try:
+                async with aclosing(_lines(resp)) as lines, \
+                        aclosing(sse_events(lines)) as events:
+                    async for event in events:
+                        delta = event_delta(event)
+                        if delta is not None:
+                            finished = delta.finish_reason is not None
+                            yield delta
+            finally:
+                if not finished:  # closed early or failed: drop the connection, so that
+                    resp.close()  # the server aborts the request
             if not finished:
                 raise EngineError("the stream ended before the completion finished")
 
     async def _final(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The choices of one request that is not streamed."""
         assert self._client is not None
-        resp = await self._client.post("completions", json=body)
-        if resp.status_code != 200:
-            raise refusal(resp.status_code, resp.content)
-        choices = resp.json().get("choices") or []
+        async with self._client.post("completions", json=body) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                raise refusal(resp.status, raw)
+        choices = json.loads(raw).get("choices") or []
         if not choices:
             raise EngineError("no choices came back")
         return sorted(choices, key=lambda c: int(c.get("index", 0)))
@@ -279,8 +288,13 @@ class OpenAIEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
+
+
+async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
+    async for raw in resp.content:  # one line each, with its line end
+        yield raw.decode("utf-8").rstrip("\r\n")
 
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[dict[str, Any], None]:
