@@ -228,7 +228,8 @@ class OpenAIEngine:
             raw = await resp.read()
             if resp.status != 200:
                 raise refusal(resp.status, raw)
-        choices = json.loads(raw).get("choices") or []
+        doc = _json(raw.decode("utf-8", "replace"))
+        choices = doc.get("choices") or []
         if not choices:
             raise EngineError("no choices came back")
         return sorted(choices, key=lambda c: int(c.get("index", 0)))
