@@ -5,6 +5,7 @@
     tolk bench quality --data FILE.tsv   chrF/BLEU both directions + streamed == offline check
     tolk bench frontend                  the front end alone over the null engine
     tolk bench load --url URL            load a running tolk server (no engine started here)
+    tolk bench openai                    TTFT: in-process vLLM against the OpenAI adapter
     tolk bench report DIR                rewrite summary.md and plots from DIR/results.json
 """
 
@@ -92,7 +93,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--quality-limit", type=int, default=0,
                    help="also run the quality mode on this many lines (0: skip)")
     p.set_defaults(func=_cmd_suite)
-    bsub = p.add_subparsers(dest="bench_command", metavar="{quality,frontend,load,live,report}")
+    bsub = p.add_subparsers(dest="bench_command",
+                            metavar="{quality,frontend,load,live,openai,report}")
 
     q = bsub.add_parser("quality", help="chrF/BLEU through the server + streamed == offline")
     _engine_opts(q)
@@ -124,6 +126,13 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     lv = bsub.add_parser("live", help="live input: typed and spoken replays (tolk_bench.live)")
     live.add_args(lv)
     lv.set_defaults(func=live.run)
+
+    from . import openai_engine
+
+    oa = bsub.add_parser("openai", help="TTFT: in-process vLLM against tolk in front of "
+                         "vllm serve (the OpenAI adapter), interleaved")
+    openai_engine.add_args(oa)
+    oa.set_defaults(func=openai_engine.run)
 
     r = bsub.add_parser("report", help="rewrite summary.md and the plots from results.json")
     r.add_argument("dir")

@@ -73,11 +73,19 @@ def build_engine(settings: Settings) -> Engine:
 
 def build_models(settings: Settings) -> ModelSet:
     """`[[models]]` / `--model NAME=PATH`: one engine each, with its share of the cache;
-    `url` (`NAME=ws://…`): another tolk server, through the SDK."""
+    `url` (`NAME=ws://…`): another tolk server, through the SDK; `NAME=openai+http://…/v1`:
+    an OpenAI-compatible vLLM server, with the model's own profile."""
     n = sum(spec.url is None for spec in settings.models)
     served = []
     remotes = []
     for spec in settings.models:
+        if spec.openai:
+            from tolk_server.adapters.openai import OpenAIEngine, openai_profile
+
+            served.append(ServedModel(
+                spec.name, OpenAIEngine.from_spec(spec, settings.priority_scheduling),
+                openai_profile(spec, settings.profile), spec.max_inflight))
+            continue
         if spec.url is not None:
             remotes.append(spec)
             continue
@@ -97,8 +105,8 @@ def build_models(settings: Settings) -> ModelSet:
             served.append(ServedModel(spec.name, RemoteEngine.from_spec(spec),
                                       remote_profile(spec.languages or local),
                                       spec.max_inflight))
-        order = [spec.name for spec in settings.models]  # as declared
-        served.sort(key=lambda m: order.index(m.name))
+    order = [spec.name for spec in settings.models]  # as declared
+    served.sort(key=lambda m: order.index(m.name))
     return ModelSet(served, settings.routes)
 
 

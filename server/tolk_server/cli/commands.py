@@ -22,8 +22,9 @@ def _engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (lowest precedence)")
     p.add_argument("--model", action="append",
                    help="model directory, HF id, or profile name; or NAME=PATH "
-                        "(NAME=ws://HOST:PORT: another tolk server), repeatable, for several "
-                        "models in one server")
+                        "(NAME=ws://HOST:PORT: another tolk server; "
+                        "NAME=openai+http://HOST:PORT/v1: a vLLM server's OpenAI API), "
+                        "repeatable, for several models in one server")
     p.add_argument("--profile", help="prompt profile name or TOML path")
     p.add_argument("--engine", choices=["vllm", "echo", "fake"],
                    help="vllm, or echo: the engine double (fake is an alias)")
