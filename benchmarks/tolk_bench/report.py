@@ -72,7 +72,7 @@ def summary(doc: dict[str, Any], pngs: list[str] | None = None) -> str:
             f"baselines) and runs with its result cache off.")
     pc = doc.get("prompt_check")
     if pc and pc.get("checked"):
-        lines.append(f"- **Prompts:** rendered with `tolk_server.models.profiles.render`; "
+        lines.append(f"- **Prompts:** rendered with `tolk_server.api.prompt_renderer`; "
                      f"identical to `tolk prompt`: {'yes' if pc['identical'] else 'NO'} "
                      f"(e.g. `{pc['prompt'][:80]!r}`)")
     busy = sorted(set(doc.get("busy_at_start", []) + doc.get("busy_at_end", [])))
