@@ -180,7 +180,7 @@ def test_cycles_finds_rings_and_only_rings() -> None:
 
 def test_the_graph_sees_type_only_relative_and_function_level_imports() -> None:
     edges = graph()
-    # `from __future__`-style lazy __init__: its TYPE_CHECKING imports are edges
+    # a lazy __init__: its imports under TYPE_CHECKING are edges
     assert "tolk._async_client" in edges["tolk"]
     # relative, inside the SDK: `from .protocol import ...`
     assert "tolk.protocol" in edges["tolk._live"]
