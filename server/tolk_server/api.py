@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from tolk_server.live.policy import LivePolicy
     from tolk_server.models.modes import Mode, resolve_modes
     from tolk_server.models.profiles import Profile, model_arg, resolve_profile
+    from tolk_server.stores.factory import open_store
+    from tolk_server.stores.interfaces import Store, StoreError
+    from tolk_server.stores.records import KeyLimits
     from tolk_server.text.segmenter import split_sentences
 
 _LAZY: dict[str, str] = {
@@ -64,6 +67,11 @@ _LAZY: dict[str, str] = {
     "split_sentences": "text.segmenter",
     # the live display policy, as data (`TOLK_LIVE_*`)
     "LivePolicy": "live.policy",
+    # the state stores (keys, quotas, glossaries, sessions) behind one interface (docs/scaling.md)
+    "KeyLimits": "stores.records",
+    "Store": "stores.interfaces",
+    "StoreError": "stores.interfaces",
+    "open_store": "stores.factory",
     # speech recognition (docs/speech.md)
     "FasterWhisper": "audio.transcriber",
     "Transcriber": "audio.transcriber",
@@ -75,11 +83,14 @@ __all__ = [
     "Engine",
     "FasterWhisper",
     "GenerationParams",
+    "KeyLimits",
     "LivePolicy",
     "Mode",
     "Profile",
     "Renderer",
     "Settings",
+    "Store",
+    "StoreError",
     "Transcriber",
     "Transcript",
     "create_app",
@@ -88,6 +99,7 @@ __all__ = [
     "load_settings",
     "model_arg",
     "open_engine",
+    "open_store",
     "prompt_renderer",
     "resolve_modes",
     "resolve_profile",

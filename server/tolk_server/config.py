@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from tolk_server.models.routing import ModelSpec, RouteSpec
+from tolk_server.stores.factory import check_url
 
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
 EngineKind = Literal["vllm", "echo", "fake"]
@@ -143,6 +144,14 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
         / "glossaries.json"
     )
+    # State stores (keys, quotas, glossaries, session context): docs/scaling.md
+    store: str = Field("memory", description=(
+        "Where shared state lives: memory (one process; keys and glossaries in key_file and "
+        "glossary_file), sqlite:///PATH (the processes of one host) or redis://HOST:PORT/DB, "
+        "rediss://… (several hosts)."))
+    store_failure: Literal["closed", "open"] = Field("closed", description=(
+        "When the store does not answer: closed refuses requests (503), open serves them on "
+        "this process's own limits."))
 
     # Speech (audio streams on /v1/stream)
     asr_backend: AsrBackend = "faster-whisper"
@@ -171,6 +180,11 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [k.strip() for k in v.split(",") if k.strip()]
         return v
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, v: str) -> str:
+        return check_url(v)
 
     @model_validator(mode="after")
     def _asr_weights(self) -> Settings:

@@ -1,4 +1,5 @@
-"""Process lifecycle: drain on SIGTERM, and exit when the engine dies.
+"""Process lifecycle: drain on SIGTERM, exit when the engine dies, renew stream leases,
+watch a shared store while it is down.
 
 `DrainingServer` is uvicorn's server with one change: the first SIGTERM/SIGINT starts
 a drain (refuse new work, let in-flight requests finish up to the drain timeout, then
@@ -17,6 +18,7 @@ from types import FrameType
 import uvicorn
 
 from tolk_server.state import ServerState
+from tolk_server.stores.records import LEASE_TTL_S
 
 log = logging.getLogger("tolk")
 SERVICE_RESTART = 1012
@@ -57,6 +59,33 @@ async def watch_engine(state: ServerState, period_s: float = 0.2) -> None:
     log.error("the engine died; failing in-flight requests and exiting")
     await asyncio.sleep(1.0)  # let the engine_error frames reach their clients
     exit_process(state)
+
+
+async def renew_leases(state: ServerState, period_s: float = LEASE_TTL_S / 3) -> None:
+    """Keep this process's stream leases alive in the usage store (a crashed process's
+    expire), and add the characters counted while the store was away."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            state.admission.keys.renew()
+        except Exception:  # never let the renewal loop die
+            log.exception("renewing stream leases failed")
+
+
+async def watch_store(state: ServerState, period_s: float = 1.0) -> None:
+    """While a shared store is down, try it once a second in a thread, so that no request
+    waits on it meanwhile (they fail fast) and the server notices at once when it is back."""
+    health = state.store_health
+    if not health.shared:
+        return
+    health.watched = True
+    try:
+        while True:
+            await asyncio.sleep(period_s)
+            if not health.up:
+                await asyncio.to_thread(health.check)
+    finally:
+        health.watched = False
 
 
 def exit_process(state: ServerState) -> None:

@@ -57,6 +57,23 @@ class Metrics:
         self.engine_running = Gauge(
             "tolk_engine_running_requests", "Requests the engine holds.", registry=r
         )
+        self.store_errors = Counter(
+            "tolk_store_errors", "State store calls that failed or were skipped while it was "
+            "down, by operation.", ["op"], registry=r,
+        )
+        self.store_up = Gauge("tolk_store_up", "Whether the state store answers (1) or not.",
+                              registry=r)
+        self.store_up.set(1)
+        # Per pod, for autoscaling and alerts (deploy/helm/tolk): set at each scrape.
+        self.engine_queue = Gauge(
+            "tolk_engine_queue_depth",
+            "Requests the local engines hold beyond their batch (max_num_seqs x data parallel "
+            "size): they wait for a slot (a lower bound of vLLM's waiting queue).", registry=r,
+        )
+        self.engine_dead = Gauge(
+            "tolk_engine_dead", "1 when this model's engine died (its routes fall back).",
+            ["model"], registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
