@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, TypeAlias
 
 
 def _ints(s: str) -> list[int]:
@@ -78,7 +78,10 @@ def _frontend_opts(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    default=30.0)
 
 
-def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_bench_parser(sub: Subparsers) -> None:
     p = sub.add_parser("bench", help="benchmark latency, throughput and quality",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _engine_opts(p)
@@ -95,7 +98,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(func=_cmd_suite)
     bsub = p.add_subparsers(dest="bench_command",
                             metavar="{quality,frontend,load,live,openai,report}")
+    _add_runs(bsub)
+    _add_others(bsub)
 
+
+def _add_runs(bsub: Subparsers) -> None:
+    """`tolk bench quality`, `frontend` and `load`."""
     q = bsub.add_parser("quality", help="chrF/BLEU through the server + streamed == offline")
     _engine_opts(q)
     _common(q)
@@ -121,6 +129,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     ld.add_argument("--transports", default="ws,sse")
     ld.set_defaults(func=_cmd_load)
 
+
+def _add_others(bsub: Subparsers) -> None:
+    """`tolk bench live`, `report` and `audio`."""
     from . import live
 
     lv = bsub.add_parser("live", help="live input: typed and spoken replays (tolk_bench.live)")

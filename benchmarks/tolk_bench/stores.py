@@ -27,9 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tolk_server.stores.factory import open_store
-from tolk_server.stores.interfaces import Store, StoreError
-from tolk_server.stores.records import KeyLimits
+from tolk_server.api import KeyLimits, Store, StoreError, open_store
 
 LIMITS = KeyLimits(requests_per_minute=1_000_000, chars_per_day=10**12, concurrent_streams=256)
 
