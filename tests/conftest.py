@@ -133,3 +133,13 @@ async def tiny_server(tiny_engine: object, engine_settings: Settings) -> AsyncIt
     yield f"ws://127.0.0.1:{port}"
     server.should_exit = True
     await task
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One real redis-server for the session (tests/support/redis_server.py); tests that use
+    it flush it first."""
+    from support.redis_server import running_redis
+
+    with running_redis() as server:
+        yield server

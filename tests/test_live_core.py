@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tolk_server.live.agreement import Agreement, common_words, words
-from tolk_server.live.metrics import laal, normalized_erasure
+from tolk.protocol.agreement import Agreement, common_words, words
+from tolk.protocol.measures import laal, normalized_erasure
 from tolk_server.live.policy import LivePolicy
 
 WORD = st.sampled_from(["a", "bb", "ccc", "d.", "ee,", "ff"])

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
 from html.parser import HTMLParser
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -168,3 +170,86 @@ def test_v1_translate_answers_json_unless_streaming_is_asked(make_client: Any) -
     r = c.post("/v1/translate", json={**body, "stream": False},
                headers={"Accept": "text/event-stream"})
     assert r.headers["content-type"] == "application/json"
+
+
+def _nested(depth: int, tag: str = "b") -> str:
+    return f"<{tag}>" * depth + "hello world" + f"</{tag}>" * depth
+
+
+def _parse_s(src: str) -> float:
+    """The best of three parses of `src` (seconds): the least disturbed by other work."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        Markup(src)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def test_parse_time_is_linear_in_nesting_depth() -> None:
+    """Depth 4000 against depth 1000 in one run: 4x the input takes about 4x the time,
+    far from the 16x of a scan of the open tags on every event (the old `_skipping`)."""
+    for tag in ("b", "div"):  # inline (one unit) and block (a unit boundary per tag)
+        _parse_s(_nested(200, tag))  # warm up
+        ratio = _parse_s(_nested(4000, tag)) / _parse_s(_nested(1000, tag))
+        assert ratio < 8, f"<{tag}>: depth 4000 took {ratio:.1f}x depth 1000"
+
+
+def test_broken_tails_parse_in_linear_time() -> None:
+    """An unclosed construct (`<!--`, `<a`, `</`) repeated to the end of the input: the
+    stdlib parser's end-of-input handling rescans the rest once per construct; the tail is
+    taken in one pass instead, kept as it is."""
+    for piece in ("<!--", "<a", "</"):
+        _parse_s(piece * 500)
+        ratio = _parse_s(piece * 16000) / _parse_s(piece * 4000)
+        assert ratio < 8, f"{piece!r}: 4x the input took {ratio:.1f}x the time"
+        doc = Markup("<p>Hi there</p>" + piece * 100)
+        assert doc.segments == ["Hi there"]
+        assert doc.render(["Moi"]) == "<p>Moi</p>" + piece * 100
+
+
+def test_depth_cap_refuses_deep_markup_and_spares_implied_end_tags() -> None:
+    with pytest.raises(ValueError, match="deeper than 512"):  # MarkupTooDeep
+        Markup(_nested(513), max_depth=512)
+    Markup(_nested(512), max_depth=512)
+    # Elements whose end tag HTML lets you leave out close themselves, as in a browser.
+    for src in ("<ul>" + "<li>item" * 2000 + "</ul>", "<p>para" * 2000,
+                "<table>" + "<tr><td>a<td>b" * 1000 + "</table>",
+                "<dl>" + "<dt>term<dd>def" * 1000 + "</dl>"):
+        doc = Markup(src, max_depth=64)
+        assert doc.render(doc.segments) == src
+
+
+def test_unknown_entity_comes_back_byte_exact_and_escaping_holds() -> None:
+    src = "<p>Fish &b; chips &amp; peas &#169; &lt;ok&gt;</p>"
+    doc = Markup(src)
+    assert doc.segments == ["Fish &b; chips & peas © <ok>"]
+    out = doc.render(["Kala &b; sipsit & herneet © <ok> <script>x</script> &c; &amp;"])
+    assert out == ("<p>Kala &b; sipsit &amp; herneet &#169; &lt;ok&gt; "
+                   "&lt;script&gt;x&lt;/script&gt; &amp;c; &amp;amp;</p>")
+    assert skeleton(out) == skeleton(src)
+    # An unknown reference without its `;` could run into the next letters: escaped.
+    doc = Markup("<p>Ben &b and Jerry</p>")
+    assert doc.render(["Ben &bull; ja Jerry"]) == "<p>Ben &amp;bull; ja Jerry</p>"
+
+
+def test_too_deep_html_is_too_large_on_every_surface(make_client: Any) -> None:
+    c = make_client()  # max_markup_depth 512, max_text_chars 4000
+    deep = _nested(513)
+    r = c.post("/v1/translate", json={"text": deep, "target": "fi", "format": "html"})
+    assert r.status_code == 413 and r.json()["code"] == "too_large"
+    assert "max_markup_depth" in r.json()["message"]
+    ok = c.post("/v1/translate", json={"text": _nested(512), "target": "fi", "format": "html"})
+    assert ok.status_code == 200, ok.text
+    with c.websocket_connect("/v1/stream") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "translate", "id": "d", "text": deep, "format": "html",
+                      "target": "fi"})
+        frame = ws.receive_json()
+    assert frame["type"] == "error" and frame["code"] == "too_large" and frame["id"] == "d"
+    r = c.post("/v2/translate", json={"text": [deep], "target_lang": "FI",
+                                      "tag_handling": "html"})
+    assert r.status_code == 413
+    r = c.post("/translate", json={"q": deep, "source": "auto", "target": "fi",
+                                   "format": "html"})
+    assert r.status_code == 413 and "error" in r.json()

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from support.live_server import free_port
+from support.nginx import MAIN_CONF, nginx_binary, render_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "deploy" / "nginx" / "tolk.conf"
@@ -41,55 +41,6 @@ SSE_TEXT = " ".join(["The meeting will begin shortly."] * 12)  # ~130 tokens, ~2
 
 def short_text(i: int) -> str:
     return f"Request {i}: the meeting will begin shortly."  # unique: no result-cache hits
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
-    if found is None:
-        pytest.fail("nginx is not installed; install it with `apt-get install -y nginx` "
-                    "(Debian/Ubuntu) — tests/test_nginx.py runs the shipped config on loopback")
-    return found
-
-
-def render_config(template: str, listen_port: int, replica_ports: list[int]) -> str:
-    """The shipped config with its replica addresses and `listen` pointed at loopback."""
-    out: list[str] = []
-    servers = listens = 0
-    for line in template.splitlines():
-        m = re.match(r"^(\s+)server\s+[\w.\-]+:\d+(.*);\s*$", line)
-        if m:
-            if not servers:
-                out += [f"{m.group(1)}server 127.0.0.1:{p}{m.group(2)};" for p in replica_ports]
-            servers += 1
-            continue
-        m = re.match(r"^(\s+)listen\s+.*;\s*$", line)
-        if m:
-            if not listens:
-                out.append(f"{m.group(1)}listen 127.0.0.1:{listen_port};")
-            listens += 1
-            continue
-        out.append(line)
-    assert servers >= 2 and listens >= 1, "the template's upstream/listen lines moved"
-    return "\n".join(out) + "\n"
-
-
-MAIN_CONF = """\
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 512; }}
-http {{
-    log_format tolk '$remote_addr:$remote_port "$request" $status upstream=$upstream_addr';
-    access_log {tmp}/access.log tolk;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/tolk.conf;
-}}
-"""
 
 
 @dataclass

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tolk import AsyncClient, Client, MockServer, MockTransport
+from tolk.protocol.agreement import Agreement
 
 
 def upper(text: str, source: str, target: str) -> str:
@@ -48,6 +52,27 @@ async def test_mock_live_edit_resets() -> None:
     assert result.live["resets"] == 1 and result.live["normalized_erasure"] > 0
     assert [f["text"] for f in server.live[live.id]] == [
         "a b c", "a b c d", "x b c d", "x b c d"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["a", "bb", "c.", "dd,"]), max_size=6).map(" ".join),
+                min_size=1, max_size=6))
+def test_the_mock_commits_by_the_servers_agreement_rule(texts: list[str]) -> None:
+    """The mock's partials are `tolk.protocol.agreement`'s steps (the rule is written once)."""
+    rule = Agreement(hold_words=0)
+    expected = [rule.push(t, final=i == len(texts) - 1) for i, t in enumerate(texts)]
+    server = MockServer(translate=lambda text, source, target: text)
+    with Client("ws://mock", transport=MockTransport(server)) as client, \
+            client.live(target="fi", source="en") as live:
+        got = []
+        for text in texts[:-1]:
+            live.update(text)
+            got.append(live.next_partial(timeout=5))
+        result = live.finish(texts[-1])
+        got.append(live.latest)
+    assert [(p.stable, p.tentative, p.reset) for p in got if p is not None] == [
+        (s.stable, s.tentative, s.reset) for s in expected]
+    assert result.live["resets"] == rule.resets
 
 
 async def test_mock_update_for_a_translate_id_is_refused() -> None:

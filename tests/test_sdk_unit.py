@@ -399,6 +399,45 @@ async def test_options_are_sent() -> None:
     assert frame["split"] is False and "glossary_id" not in frame
 
 
+OPTIONS: dict[str, Any] = {"target": "fi", "source": "en", "max_tokens": 7, "session": "s1",
+                           "glossary": {"EU": "EU"}, "glossary_id": None}
+WIRE = {k: v for k, v in OPTIONS.items() if v is not None}
+
+
+def test_one_options_type_for_every_entry_point() -> None:
+    from dataclasses import fields
+
+    from tolk._options import LiveKwargs, RequestOptions, TranslateKwargs
+
+    # the keyword arguments are typed once, and they are exactly the options' fields
+    assert set(TranslateKwargs.__annotations__) == {f.name for f in fields(RequestOptions)}
+    assert set(LiveKwargs.__annotations__) < set(TranslateKwargs.__annotations__)
+    with pytest.raises(TypeError):
+        RequestOptions(target="fi", colour="blue")  # type: ignore[call-arg]
+    with pytest.raises(AttributeError):  # frozen: built once, passed down as is
+        RequestOptions(target="fi").target = "sv"  # type: ignore[misc]
+
+    t = MockTransport()
+
+    async def run_async() -> None:
+        async with client(t) as c:
+            await bounded(c.translate("a b", **OPTIONS))
+            await bounded(c.translate_stream("a b", **OPTIONS).collect())
+            async with c.live(**OPTIONS) as live:
+                await bounded(live.finish("a b"))
+
+    asyncio.run(run_async())
+    with Client("ws://mock", transport=t, reconnect=FAST) as c:
+        c.translate("a b", timeout=5, **OPTIONS)
+        c.translate_stream("a b", timeout=5, **OPTIONS).collect()
+        with c.live(**OPTIONS) as live:
+            live.finish("a b")
+    frames = sent(t, "translate") + sent(t, "update")
+    assert [f["type"] for f in frames] == ["translate"] * 4 + ["update"] * 2
+    for frame in frames:
+        assert {k: frame.get(k) for k in OPTIONS if k in frame} == WIRE, frame
+
+
 async def test_segment_frames_are_yielded_like_tokens() -> None:
     async def handler(conn: MockServerConnection) -> None:
         await conn.send(READY)

@@ -114,3 +114,37 @@ def test_a_killed_worker_fails_only_its_streams_and_comes_back(
         return all(r["again"] and r["again"][0]["type"] == "complete" for r in results)
 
     assert asyncio.run(served_again())
+
+
+def test_a_key_s_quota_holds_across_both_workers(tmp_path: Path) -> None:
+    """`--rpm 10` on the SQLite store the workers share: exactly 10 of 16 requests are
+    accepted, whichever worker each connection reached (both did)."""
+    import contextlib
+    import io
+    import urllib.error
+    import urllib.request
+
+    from tolk_server.cli.commands import main
+
+    store = f"sqlite:///{tmp_path}/state.db"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        main(["keys", "--store", store, "add", "rpm10", "--rpm", "10"])
+    assert done.value.code == 0
+    key = out.getvalue().strip()
+    env = {"TOLK_STORE": store, "TOLK_CACHE_ENTRIES": "0"}
+    with supervisor("--engine", "echo", "--workers", "2", "--asr-backend", "off",
+                    log=tmp_path / "supervisor.log", env=env, timeout=60) as (base, _):
+        results = []
+        for i in range(16):  # one connection each: the kernel spreads them
+            req = urllib.request.Request(
+                base + "/v1/translate", method="POST",
+                data=f'{{"text": "Hello {i}", "source": "en", "target": "fi"}}'.encode(),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    results.append((r.status, r.headers["x-tolk-worker"]))
+            except urllib.error.HTTPError as e:
+                results.append((e.code, e.headers["x-tolk-worker"]))
+    assert sorted(s for s, _ in results) == [200] * 10 + [429] * 6, results
+    assert {w for _, w in results} == {"0", "1"}, results

@@ -154,7 +154,7 @@ async def translate_all(http: str, texts: list[str], conc: int = 4) -> list[str]
 # -- the whole run --------------------------------------------------------------------------
 
 def run(ns: argparse.Namespace) -> dict[str, Any]:
-    from tolk_server.audio.transcriber import FasterWhisper
+    from tolk_server.api import FasterWhisper
 
     t_start = time.perf_counter()
     pairs = pick_sentences(ns.sentences)

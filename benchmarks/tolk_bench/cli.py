@@ -7,13 +7,14 @@
     tolk bench frontend --workers 1,2    the same, `tolk serve --workers N` for each N
     tolk bench workers --workers 1,2     the real engine under --workers N: tok/s, TTFT
     tolk bench load --url URL            load a running tolk server (no engine started here)
+    tolk bench openai                    TTFT: in-process vLLM against the OpenAI adapter
     tolk bench report DIR                rewrite summary.md and plots from DIR/results.json
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, TypeAlias
 
 
 def _ints(s: str) -> list[int]:
@@ -79,7 +80,10 @@ def _frontend_opts(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    default=30.0)
 
 
-def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_bench_parser(sub: Subparsers) -> None:
     p = sub.add_parser("bench", help="benchmark latency, throughput and quality",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _engine_opts(p)
@@ -94,8 +98,14 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--quality-limit", type=int, default=0,
                    help="also run the quality mode on this many lines (0: skip)")
     p.set_defaults(func=_cmd_suite)
-    bsub = p.add_subparsers(dest="bench_command", metavar="{quality,frontend,load,live,report}")
+    bsub = p.add_subparsers(dest="bench_command",
+                            metavar="{quality,frontend,load,live,openai,report}")
+    _add_runs(bsub)
+    _add_others(bsub)
 
+
+def _add_runs(bsub: Subparsers) -> None:
+    """`tolk bench quality`, `frontend` and `load`."""
     q = bsub.add_parser("quality", help="chrF/BLEU through the server + streamed == offline")
     _engine_opts(q)
     _common(q)
@@ -117,11 +127,21 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     ld.add_argument("--transports", default="ws,sse")
     ld.set_defaults(func=_cmd_load)
 
+
+def _add_others(bsub: Subparsers) -> None:
+    """`tolk bench live`, `report` and `audio`."""
     from . import live
 
     lv = bsub.add_parser("live", help="live input: typed and spoken replays (tolk_bench.live)")
     live.add_args(lv)
     lv.set_defaults(func=live.run)
+
+    from . import openai_engine
+
+    oa = bsub.add_parser("openai", help="TTFT: in-process vLLM against tolk in front of "
+                         "vllm serve (the OpenAI adapter), interleaved")
+    openai_engine.add_args(oa)
+    oa.set_defaults(func=openai_engine.run)
 
     r = bsub.add_parser("report", help="rewrite summary.md and the plots from results.json")
     r.add_argument("dir")

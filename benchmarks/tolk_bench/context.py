@@ -12,16 +12,16 @@ from .workload import Renderer
 
 @dataclass
 class BenchSetup:
-    settings: Any  # tolk_server.config.Settings
+    settings: Any  # tolk_server.api.Settings
     model: str
-    profile: Any  # tolk_server.models.profiles.Profile
+    profile: Any  # tolk_server.api.Profile
     profile_arg: str | None
     engine_args: dict[str, Any]
     render: Renderer
 
     @property
     def sampling(self) -> dict[str, Any]:
-        """Sampling as tolk's planner sets it (server/tolk_server/planning.py)."""
+        """Sampling as tolk's planner sets it (the profile's `sampling`)."""
         s = self.profile.sampling
         return {"temperature": s.temperature, "top_p": s.top_p,
                 "repetition_penalty": s.repetition_penalty,
@@ -29,7 +29,7 @@ class BenchSetup:
 
     @property
     def env(self) -> dict[str, str]:
-        from tolk_server.adapters.vllm import has_cuda
+        from tolk_server.api import has_cuda
 
         if has_cuda():
             return {}
@@ -114,9 +114,13 @@ def make_setup(
     prefix_caching: bool,
     load_format: str = "auto",
 ) -> BenchSetup:
-    from tolk_server.adapters.vllm import VllmEngine, engine_args_dict
-    from tolk_server.config import load_settings
-    from tolk_server.models.profiles import model_arg, render, resolve_profile
+    from tolk_server.api import (
+        engine_args,
+        load_settings,
+        model_arg,
+        prompt_renderer,
+        resolve_profile,
+    )
 
     overrides: dict[str, Any] = {"profile": profile}
     model = model or "demo"
@@ -137,13 +141,5 @@ def make_setup(
         max_model_len=max_model_len, kv_cache_gib=kv_cache_gib, dtype=dtype,
         enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching,
         load_format=load_format)
-    prof = resolve_profile(model, settings.profile)
-    chat = None
-    if prof.template != "completion":
-        chat = VllmEngine(settings, model).chat_template
-
-    def _render(text: str, source: str, target: str) -> str:
-        return render(prof, text, source, target, chat)
-
-    return BenchSetup(settings, model, prof, settings.profile,
-                      engine_args_dict(settings, model), _render)
+    return BenchSetup(settings, model, resolve_profile(model, settings.profile),
+                      settings.profile, engine_args(settings), prompt_renderer(settings))

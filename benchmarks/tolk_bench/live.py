@@ -216,8 +216,8 @@ def mask_k(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     partials; meaningful when the server sent them unmasked (`live_tentative=all`, mask 0).
     `corpus_erasure` is the total erased over the total final length; the mean is per
     sentence."""
-    from tolk_server.live.metrics import laal, normalized_erasure
-    from tolk_server.live.policy import LivePolicy
+    from tolk.protocol.measures import laal, normalized_erasure
+    from tolk_server.api import LivePolicy
 
     out = {}
     for name, (k, how, cap) in DISPLAYS.items():

@@ -174,8 +174,7 @@ def _get(url: str) -> str:
 
 def _decoding(model: str, mode: str) -> str:
     """The mode's decoding as the model's profile defines it, e.g. `mbr (8)`."""
-    from tolk_server.models.modes import resolve_modes
-    from tolk_server.models.profiles import resolve_profile
+    from tolk_server.api import resolve_modes, resolve_profile
 
     m = resolve_modes(resolve_profile(model, None).modes)[mode]  # type: ignore[index]
     extra = {"beam": f" ({m.beam_width})", "mbr": f" ({m.candidates} + greedy)"}

@@ -41,9 +41,9 @@ def direction_specs(setup: BenchSetup, data: Path, limit: int | None,
 def offline_plan(setup: BenchSetup, specs: list[RequestSpec], split: bool
                  ) -> tuple[list[RequestSpec], list[list[tuple[str, int, str]]]]:
     """The engine requests the server makes for each line: with `split` (tolk's default) one
-    per sentence, as `tolk_server.text.segmenter.split_sentences` cuts it, each stripped and
+    per sentence, as the server's `split_sentences` cuts it, each stripped and
     rendered on its own; returns them and, per line, (lead, request index, trail) parts."""
-    from tolk_server.text.segmenter import split_sentences
+    from tolk_server.api import split_sentences
 
     reqs: list[RequestSpec] = []
     layout: list[list[tuple[str, int, str]]] = []

@@ -39,7 +39,7 @@ class RawEngine:
         self.sampling = sampling
 
     async def _input(self, prompt: str) -> Any:
-        # The same call path as tolk's adapter (server/tolk_server/vllm_engine.py).
+        # The same call path as the vLLM adapter of tolk_server.
         (engine_input,) = await self.llm.renderer.render_cmpl_async([{"prompt": prompt}])
         return engine_input
 

@@ -48,10 +48,27 @@ def machine_line(doc: dict[str, Any]) -> str:
 
 
 def summary(doc: dict[str, Any], pngs: list[str] | None = None) -> str:
+    lines = [f"# tolk benchmark — {doc['started'][:10]}", "", *_setup_lines(doc)]
+    lines += ["", "Definitions as `vllm bench serve`: TTFT to the first streamed token chunk, "
+              "TPOT = (E2E − TTFT)/(tokens − 1), ITL = gaps between chunks (pooled), "
+              "throughput = output tokens / duration; percentiles by linear interpolation.", ""]
+    lines += _points_table(doc, "sweep")
+    lines += _ratio_lines(doc)
+    cpu = _cpu_table(doc)
+    if cpu:
+        lines += ["", *cpu]
+    lines += _other_sections(doc)
+    if pngs:
+        lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in pngs)]
+    lines += ["", f"Raw data: `results.json` (wall time of the run {doc.get('wall_s', 0):.0f} s)."]
+    return "\n".join(lines) + "\n"
+
+
+def _setup_lines(doc: dict[str, Any]) -> list[str]:
+    """The machine, the model, the engine settings, the workload and the notes."""
     s = doc.get("setup", {})
     ea = s.get("engine_args", {})
-    lines = [f"# tolk benchmark — {doc['started'][:10]}", ""]
-    lines += [
+    lines = [
         f"- **Machine:** {machine_line(doc)}",
         f"- **Model:** `{s.get('model')}` (profile `{s.get('profile')}`); engine {s.get('engine')}"
         f", {s.get('torch')}",
@@ -72,7 +89,7 @@ def summary(doc: dict[str, Any], pngs: list[str] | None = None) -> str:
             f"baselines) and runs with its result cache off.")
     pc = doc.get("prompt_check")
     if pc and pc.get("checked"):
-        lines.append(f"- **Prompts:** rendered with `tolk_server.models.profiles.render`; "
+        lines.append(f"- **Prompts:** rendered with `tolk_server.api.prompt_renderer`; "
                      f"identical to `tolk prompt`: {'yes' if pc['identical'] else 'NO'} "
                      f"(e.g. `{pc['prompt'][:80]!r}`)")
     busy = sorted(set(doc.get("busy_at_start", []) + doc.get("busy_at_end", [])))
@@ -82,10 +99,11 @@ def summary(doc: dict[str, Any], pngs: list[str] | None = None) -> str:
                      f"figures are pessimistic; ratios between targets are the useful part.")
     for note in doc.get("notes", []):
         lines.append(f"- **Note:** {note}")
-    lines += ["", "Definitions as `vllm bench serve`: TTFT to the first streamed token chunk, "
-              "TPOT = (E2E − TTFT)/(tokens − 1), ITL = gaps between chunks (pooled), "
-              "throughput = output tokens / duration; percentiles by linear interpolation.", ""]
-    lines += _points_table(doc, "sweep")
+    return lines
+
+
+def _ratio_lines(doc: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     ratios = [r for r in doc.get("ratios", []) if r["workload"] == "sweep"]
     if ratios:
         lines += ["", "## Ratios (tolk ÷ baseline; < 1 is better for TTFT, > 1 for throughput)",
@@ -98,9 +116,12 @@ def summary(doc: dict[str, Any], pngs: list[str] | None = None) -> str:
                 f"{_x(r['ttft_p95_vs_raw'])} | {_x(r['throughput_vs_raw'])} | "
                 f"{_x(r['ttft_p50_vs_vllm'])} | {_x(r['ttft_p95_vs_vllm'])} | "
                 f"{_x(r['throughput_vs_vllm'])} |")
-    cpu = _cpu_table(doc)
-    if cpu:
-        lines += ["", *cpu]
+    return lines
+
+
+def _other_sections(doc: dict[str, Any]) -> list[str]:
+    """Poisson arrivals, long inputs, same outputs, failures, the front end, quality."""
+    lines: list[str] = []
     for wl, title in (("poisson", "Poisson arrivals"), ("long", "Long inputs")):
         t = _points_table(doc, wl, title)
         if any(row.startswith("| ") and not row.startswith("| target") for row in t):
@@ -120,10 +141,7 @@ def summary(doc: dict[str, Any], pngs: list[str] | None = None) -> str:
     q = doc.get("quality")
     if q:
         lines += ["", *quality_section(q)]
-    if pngs:
-        lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in pngs)]
-    lines += ["", f"Raw data: `results.json` (wall time of the run {doc.get('wall_s', 0):.0f} s)."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _points_table(doc: dict[str, Any], workload: str, title: str | None = None) -> list[str]:
@@ -225,13 +243,17 @@ def _log_x(ax: Any, ticks: list[int]) -> None:
     ax.set_ylim(bottom=0)
 
 
+Sweeps = dict[str, list[dict[str, Any]]]
+
+
 def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
+    """The latency, throughput and latency-CDF plots of the sweep (none without a sweep)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sweeps: dict[str, list[dict[str, Any]]] = {}
+    sweeps: Sweeps = {}
     for name in TARGETS:
         pts = [p for p in doc.get("targets", {}).get(name, {}).get("points", [])
                if p["workload"] == "sweep"]
@@ -239,29 +261,43 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
             sweeps[name] = sorted(pts, key=lambda p: p["concurrency"])
     if not sweeps:
         return []
-    paths: list[Path] = []
     subtitle = f"{Path(str(doc['setup'].get('model', ''))).name} · {machine_line(doc)[:70]}"
+    out = []
+    for draw, name, title in ((_latency, "latency_vs_concurrency.png", "Latency vs concurrency"),
+                              (_throughput, "throughput_vs_concurrency.png",
+                               "Throughput vs concurrency"),
+                              (_cdf, "latency_cdf.png", "Latency CDF")):
+        fig = draw(plt, sweeps)
+        fig.suptitle(f"{title} — {subtitle}", fontsize=9)
+        fig.tight_layout()
+        out.append(out_dir / name)
+        fig.savefig(out[-1], dpi=110)
+        plt.close(fig)
+    return out
 
+
+def _ticks(sweeps: Sweeps) -> list[int]:
+    return sorted({p["concurrency"] for pts in sweeps.values() for p in pts})
+
+
+def _latency(plt: Any, sweeps: Sweeps) -> Any:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for name, pts in sweeps.items():
         xs = [p["concurrency"] for p in pts]
         for ax, key, pct in ((axes[0], "ttft_ms", "p50"), (axes[1], "ttft_ms", "p95"),
                              (axes[2], "e2el_ms", "p50")):
             ax.plot(xs, [p["metrics"][key][pct] for p in pts], marker="o", label=LABELS[name])
-    ticks = sorted({p["concurrency"] for pts in sweeps.values() for p in pts})
     for ax, title in zip(axes, ("TTFT p50", "TTFT p95", "E2E latency p50"), strict=True):
-        _log_x(ax, ticks)
+        _log_x(ax, _ticks(sweeps))
         ax.set_xlabel("concurrency")
         ax.set_ylabel("ms")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Latency vs concurrency — {subtitle}", fontsize=9)
-    fig.tight_layout()
-    paths.append(out_dir / "latency_vs_concurrency.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _throughput(plt: Any, sweeps: Sweeps) -> Any:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for name, pts in sweeps.items():
         xs = [p["concurrency"] for p in pts]
@@ -270,19 +306,18 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         axes[1].plot(xs, [p["metrics"]["request_throughput"] for p in pts], marker="o",
                      label=LABELS[name])
     for ax, title in zip(axes, ("output tokens/s", "requests/s"), strict=True):
-        _log_x(ax, ticks)
+        _log_x(ax, _ticks(sweeps))
         ax.set_xlabel("concurrency")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Throughput vs concurrency — {subtitle}", fontsize=9)
-    fig.tight_layout()
-    paths.append(out_dir / "throughput_vs_concurrency.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _cdf(plt: Any, sweeps: Sweeps) -> Any:
+    """TTFT and E2E latency CDFs at the highest concurrency."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    top = max(p["concurrency"] for pts in sweeps.values() for p in pts)
+    top = max(_ticks(sweeps))
     for name, pts in sweeps.items():
         p = next((q for q in pts if q["concurrency"] == top), pts[-1])
         for ax, key in ((axes[0], "ttft_ms"), (axes[1], "e2el_ms")):
@@ -296,9 +331,4 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title(f"{title} CDF at concurrency {top}")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Latency CDF — {subtitle}", fontsize=9)
-    fig.tight_layout()
-    paths.append(out_dir / "latency_cdf.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    return paths
+    return fig

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tolk_server.audio.transcriber import Transcript
+from tolk_server.api import Transcript
 
 
 class PocketSphinx:

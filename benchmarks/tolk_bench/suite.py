@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,15 +161,40 @@ def run_suite(setup: BenchSetup, plan: Plan, data: Path, out_dir: Path,
               frontend_opts: dict[str, Any] | None, quality_opts: dict[str, Any] | None,
               progress_enabled: bool = True) -> dict[str, Any]:
     raise_fd_limit()
-    started = datetime.now(UTC)
     t_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     logs = out_dir / "logs"
     warm, points = build_points(setup, plan, data)
-    doc: dict[str, Any] = {
+    doc = _suite_doc(setup, plan, data)
+    first = points[0].specs[0] if points and points[0].specs else None
+    if first is not None:
+        doc["prompt_check"] = check_prompt(setup, first.text, first.source, first.target)
+    texts: dict[str, list[str]] = {}
+    with Progress(enabled=progress_enabled) as prog:
+        run = _Targets(setup, plan, warm, points, logs, prog, progress_enabled)
+        for name in [t for t in TARGETS if t in plan.targets]:
+            if name == "tolk-sse" and "tolk-ws" in plan.targets:
+                continue  # measured on the tolk-ws server
+            prog.log(f"[bold]{name}[/bold]")
+            run.measure(name, doc, texts)
+        doc["same_outputs"] = same_outputs(texts)
+        doc["ratios"] = ratios(doc["targets"])
+        if frontend_opts is not None:
+            doc["frontend"] = run_frontend(frontend_opts, logs, prog)
+    if quality_opts is not None:
+        doc["quality"] = _quality(setup, logs, progress_enabled, quality_opts)
+    doc["busy_at_end"] = busy_processes(exclude={os.getpid()})
+    doc["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    doc["wall_s"] = time.perf_counter() - t_start
+    return doc
+
+
+def _suite_doc(setup: BenchSetup, plan: Plan, data: Path) -> dict[str, Any]:
+    """The head of results.json: the tool, the machine, the setup and the plan."""
+    return {
         "schema": 1,
         "tool": "tolk bench",
-        "started": started.isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "busy_at_start": busy_processes(exclude={os.getpid()}),
         "setup": setup.describe(),
@@ -179,58 +205,64 @@ def run_suite(setup: BenchSetup, plan: Plan, data: Path, out_dir: Path,
                          "streams_per_connection": plan.streams_per_conn},
         "targets": {},
     }
-    first = points[0].specs[0] if points and points[0].specs else None
-    if first is not None:
-        doc["prompt_check"] = check_prompt(setup, first.text, first.source, first.target)
-    texts: dict[str, list[str]] = {}
-    with Progress(enabled=progress_enabled) as prog:
-        for name in [t for t in TARGETS if t in plan.targets]:
-            if name == "tolk-sse" and "tolk-ws" in plan.targets:
-                continue
-            prog.log(f"[bold]{name}[/bold]")
-            try:
-                if name == "raw":
-                    prog.log("raw engine: starting AsyncLLM in a child process …")
-                    results, startup = run_raw(setup, warm, points, logs, progress_enabled)
-                elif name == "vllm-serve":
-                    with vllm_server(setup, logs) as srv:
-                        prog.log(f"vllm serve ready in {srv.startup_s:.1f}s")
-                        results = run_target(name, setup, plan, warm, points, logs, prog, srv)
-                        startup = srv.startup_s
-                else:  # tolk: one server process, WebSocket then SSE
-                    with tolk_server(setup, logs) as srv:
-                        prog.log(f"tolk ready in {srv.startup_s:.1f}s")
-                        startup = srv.startup_s
-                        results = run_target(name, setup, plan, warm, points, logs, prog, srv)
-                        if name == "tolk-ws" and "tolk-sse" in plan.targets:
-                            _record(doc, texts, prog, name, results, startup)
-                            name = "tolk-sse"
-                            results = run_target(name, setup, plan, warm, points, logs, prog,
-                                                 srv)
-            except Exception as exc:
-                prog.log(f"[red]{name} failed: {exc}[/red]")
-                doc["targets"][name] = {"error": str(exc)[:2000], "points": []}
-                if name == "tolk-ws" and "tolk-sse" in plan.targets:
-                    doc["targets"]["tolk-sse"] = {"error": str(exc)[:2000], "points": []}
-                continue
-            _record(doc, texts, prog, name, results, startup)
-        doc["same_outputs"] = same_outputs(texts)
-        doc["ratios"] = ratios(doc["targets"])
-        if frontend_opts is not None:
-            doc["frontend"] = run_frontend(frontend_opts, logs, prog)
-    if quality_opts is not None:
-        from .quality import run_quality
 
+
+@dataclass
+class _Targets:
+    """Runs the targets of one suite, one after another, on the same points."""
+
+    setup: BenchSetup
+    plan: Plan
+    warm: list[RequestSpec]
+    points: list[Point]
+    logs: Path
+    prog: Progress
+    progress_enabled: bool
+
+    def measure(self, name: str, doc: dict[str, Any], texts: dict[str, list[str]]) -> None:
+        """Run target `name` (tolk-ws: then tolk-sse on the same server) into `doc`; a target
+        that fails is recorded with its error, and so is the one it would have run next."""
+        names = [name, "tolk-sse"] if name == "tolk-ws" and "tolk-sse" in self.plan.targets \
+            else [name]
         try:
-            doc["quality"] = run_quality(setup, logs, progress_enabled=progress_enabled,
-                                         **quality_opts)
+            for done, results, startup in self._runs(name, names):
+                _record(doc, texts, self.prog, done, results, startup)
+                names.remove(done)
         except Exception as exc:
-            print(f"quality run failed: {exc}", file=sys.stderr)
-            doc["quality"] = {"error": str(exc)[:2000]}
-    doc["busy_at_end"] = busy_processes(exclude={os.getpid()})
-    doc["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    doc["wall_s"] = time.perf_counter() - t_start
-    return doc
+            self.prog.log(f"[red]{names[0]} failed: {exc}[/red]")
+            for failed in names:
+                doc["targets"][failed] = {"error": str(exc)[:2000], "points": []}
+
+    def _runs(self, name: str, names: list[str]
+              ) -> Iterator[tuple[str, list[PointResult], float]]:
+        setup, logs, prog = self.setup, self.logs, self.prog
+        if name == "raw":
+            prog.log("raw engine: starting AsyncLLM in a child process …")
+            results, startup = run_raw(setup, self.warm, self.points, logs,
+                                       self.progress_enabled)
+            yield name, results, startup
+            return
+        server = vllm_server if name == "vllm-serve" else tolk_server
+        with server(setup, logs) as srv:
+            prog.log(f"{'vllm serve' if name == 'vllm-serve' else 'tolk'} ready in "
+                     f"{srv.startup_s:.1f}s")
+            for one in list(names):  # tolk: one server process, WebSocket then SSE
+                yield one, self._points(one, srv), srv.startup_s
+
+    def _points(self, name: str, srv: ServerProcess) -> list[PointResult]:
+        return run_target(name, self.setup, self.plan, self.warm, self.points, self.logs,
+                          self.prog, srv)
+
+
+def _quality(setup: BenchSetup, logs: Path, progress_enabled: bool,
+             opts: dict[str, Any]) -> dict[str, Any]:
+    from .quality import run_quality
+
+    try:
+        return run_quality(setup, logs, progress_enabled=progress_enabled, **opts)
+    except Exception as exc:
+        print(f"quality run failed: {exc}", file=sys.stderr)
+        return {"error": str(exc)[:2000]}
 
 
 def run_frontend(opts: dict[str, Any], logs: Path, prog: Progress) -> dict[str, Any]:

@@ -268,18 +268,8 @@ def create_bundle(
     pip_options: Sequence[str] = (),
 ) -> CreateResult:
     target = target or Target()
-    if out.exists() and any(out.iterdir()):
-        raise BundleError(f"{out} exists and is not empty")
-    if model is not None and not model.is_dir():
-        raise BundleError(f"--model {model} is not a directory")
-    if split_mb is not None and split_mb <= 0:
-        raise BundleError("--split-mb must be positive")
-    all_pins = parse_lock(lock.read_text(encoding="utf-8"))
-    have = parse_freeze(skip_installed.read_text(encoding="utf-8")) if skip_installed else {}
-    excluded = [p for p in all_pins if matches_any(p.name, exclude_packages)]
-    skipped = [p for p in all_pins if p not in excluded and have.get(p.key) == p.version]
-    pins = [p for p in all_pins if p not in excluded and p not in skipped]
-
+    _check_args(out, model, split_mb)
+    pins, excluded, skipped = _select(lock, skip_installed, exclude_packages)
     made_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out)) if split_mb else out
@@ -287,31 +277,14 @@ def create_bundle(
     try:
         wheels = stage / WHEELS
         wheels.mkdir()
-        lock_lines = [p.line() for p in pins]
-        if pins:
-            req = stage / LOCK
-            req.write_text("\n".join(lock_lines) + "\n", encoding="utf-8")
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                  "-d", str(wheels), *target.pip_args(), *pip_options, "-r", str(req)])
-        got = {_wheel_key(w.name): w.name for w in wheels.glob("*.whl")}
-        missing = [p.name for p in pins if (p.key, p.version) not in got]
-        if missing:
-            raise BundleError(f"no wheel was downloaded for: {', '.join(missing)}")
+        _download(stage, pins, [*target.pip_args(), *pip_options])
         if build_tolk or tolk_wheel is not None:
-            if tolk_wheel is not None:
-                whl = wheels / tolk_wheel.name
-                shutil.copy2(tolk_wheel, whl)
-            else:
-                whl = build_tolk_wheel(wheels)
-            name, version = _wheel_key(whl.name)
-            hashes = (f"sha256:{sha256_file(whl)}",) if any(p.hashes for p in pins) else ()
-            tolk_pin = Pin(name, version, hashes)
-            pins.append(tolk_pin)
-            lock_lines.append(tolk_pin.line())
+            pins.append(_tolk_pin(wheels, tolk_wheel, hashed=any(p.hashes for p in pins)))
         header = [f"# tolk bundle lock: from {lock.name} (sha256 {sha256_file(lock)})",
                   f"# excluded: {', '.join(p.name for p in excluded) or '-'}",
                   f"# already on the host: {', '.join(p.name for p in skipped) or '-'}"]
-        (stage / LOCK).write_text("\n".join(header + lock_lines) + "\n", encoding="utf-8")
+        (stage / LOCK).write_text("\n".join(header + [p.line() for p in pins]) + "\n",
+                                  encoding="utf-8")
         model_left_out: list[str] = []
         if model is not None:
             dest = stage / MODEL / model.resolve().name
@@ -333,13 +306,63 @@ def create_bundle(
     finally:
         if stage != out:
             shutil.rmtree(stage, ignore_errors=True)
-        if not ok:  # leave no half-made bundle behind (`out` was new or empty)
-            if made_out:
-                shutil.rmtree(out, ignore_errors=True)
-            else:
-                for child in list(out.iterdir()):
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child, ignore_errors=True)
-                    else:
-                        child.unlink(missing_ok=True)
+        if not ok:
+            _remove_half_made(out, made_out)
     return result
+
+
+def _check_args(out: Path, model: Path | None, split_mb: float | None) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise BundleError(f"{out} exists and is not empty")
+    if model is not None and not model.is_dir():
+        raise BundleError(f"--model {model} is not a directory")
+    if split_mb is not None and split_mb <= 0:
+        raise BundleError("--split-mb must be positive")
+
+
+def _select(lock: Path, skip_installed: Path | None, exclude_packages: Sequence[str]
+            ) -> tuple[list[Pin], list[Pin], list[Pin]]:
+    """The lock's pins to bundle, those excluded by name, and those the host already has."""
+    all_pins = parse_lock(lock.read_text(encoding="utf-8"))
+    have = parse_freeze(skip_installed.read_text(encoding="utf-8")) if skip_installed else {}
+    excluded = [p for p in all_pins if matches_any(p.name, exclude_packages)]
+    skipped = [p for p in all_pins if p not in excluded and have.get(p.key) == p.version]
+    pins = [p for p in all_pins if p not in excluded and p not in skipped]
+    return pins, excluded, skipped
+
+
+def _download(stage: Path, pins: list[Pin], pip_args: list[str]) -> None:
+    """Every pin's wheel into the stage's wheel folder, by hash when the lock has them."""
+    wheels = stage / WHEELS
+    if pins:
+        req = stage / LOCK
+        req.write_text("\n".join(p.line() for p in pins) + "\n", encoding="utf-8")
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+              "-d", str(wheels), *pip_args, "-r", str(req)])
+    got = {_wheel_key(w.name): w.name for w in wheels.glob("*.whl")}
+    missing = [p.name for p in pins if (p.key, p.version) not in got]
+    if missing:
+        raise BundleError(f"no wheel was downloaded for: {', '.join(missing)}")
+
+
+def _tolk_pin(wheels: Path, tolk_wheel: Path | None, hashed: bool) -> Pin:
+    """tolk's own wheel (given, or built from this tree) into the bundle, and its pin."""
+    if tolk_wheel is not None:
+        whl = wheels / tolk_wheel.name
+        shutil.copy2(tolk_wheel, whl)
+    else:
+        whl = build_tolk_wheel(wheels)
+    name, version = _wheel_key(whl.name)
+    return Pin(name, version, (f"sha256:{sha256_file(whl)}",) if hashed else ())
+
+
+def _remove_half_made(out: Path, made_out: bool) -> None:
+    """Leave no half-made bundle behind (`out` was new or empty)."""
+    if made_out:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in list(out.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from tolk_server.models.routing import ModelSpec, RouteSpec
+from tolk_server.stores.factory import check_url
 
 # "echo" is the engine double (word-reversing echo, no model); "fake" is its old name.
 EngineKind = Literal["vllm", "echo", "fake"]
@@ -102,6 +103,14 @@ class Settings(BaseSettings):
     max_inflight_per_connection: int = Field(64, ge=1)
     max_inflight_total: int = Field(1024, ge=1)
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    max_markup_depth: int = Field(512, ge=1, description=(
+        "HTML/XML input nesting more elements than this is refused (too_large); elements "
+        "whose end tag HTML lets you leave out (p, li, td, ...) do not count."))
+    markup_inline_chars: int = Field(8192, ge=0, description=(
+        "Markup (and language detection) of an input longer than this is worked on by the "
+        "markup workers, off the event loop; shorter ones inline."))
+    markup_workers: int = Field(2, ge=1, description=(
+        "Threads parsing big markup inputs and detecting their language (all requests)."))
     auth_timeout_s: float = Field(10.0, gt=0)
     send_queue_frames: int = Field(4096, ge=16)
     send_stall_s: float = Field(10.0, gt=0, description=(
@@ -149,9 +158,14 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(os.environ.get("TOLK_HOME", "~/.tolk")).expanduser()
         / "glossaries.json"
     )
+    # State stores (keys, quotas, glossaries, session context): docs/scaling.md
     store: str = Field("memory", description=(
-        "Where shared state lives: memory (one process), sqlite:///PATH (the processes of "
-        "one host) or redis://HOST:PORT/DB (several hosts)."))
+        "Where shared state lives: memory (one process; keys and glossaries in key_file and "
+        "glossary_file), sqlite:///PATH (the processes of one host) or redis://HOST:PORT/DB, "
+        "rediss://… (several hosts)."))
+    store_failure: Literal["closed", "open"] = Field("closed", description=(
+        "When the store does not answer: closed refuses requests (503), open serves them on "
+        "this process's own limits."))
 
     # Speech (audio streams on /v1/stream)
     asr_backend: AsrBackend = "faster-whisper"
@@ -180,6 +194,11 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [k.strip() for k in v.split(",") if k.strip()]
         return v
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, v: str) -> str:
+        return check_url(v)
 
     @model_validator(mode="after")
     def _asr_weights(self) -> Settings:

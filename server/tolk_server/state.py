@@ -16,7 +16,9 @@ from tolk_server.pipeline.admission import Admission
 from tolk_server.pipeline.context import ContextStore
 from tolk_server.pipeline.gate import Gate
 from tolk_server.pipeline.submit import Pipeline
-from tolk_server.security.auth import Authenticator
+from tolk_server.security.auth import Authenticator, Principal
+from tolk_server.stores.health import StoreHealth
+from tolk_server.stores.interfaces import Store
 
 
 class Connection(Protocol):
@@ -43,24 +45,28 @@ class ServerState:
     models: ModelSet
     metrics: Metrics
     model_name: str
+    store: Store  # keys, quotas, glossaries, session context (`stores`)
     startup_error: BaseException | None = None
     fatal_error: str | None = None
     connections: set[Connection] = field(default_factory=set)
     request_exit: Callable[[], None] | None = None
     audio: SpeechInput | None = None  # speech input (None: off)
-    _http_sessions: dict[str, ContextStore] = field(default_factory=dict)
+    store_health: StoreHealth = field(default_factory=StoreHealth)
 
     def http_sessions(self, authorization: str | None) -> ContextStore:
-        """HTTP has no connection: sessions belong to the API key (bounded in number)."""
+        """HTTP has no connection: sessions belong to the API key (the store bounds their
+        owners: 1024 in memory)."""
         owner = hashlib.sha256((authorization or "").encode()).hexdigest()
-        store = self._http_sessions.get(owner)
-        if store is None:
-            if len(self._http_sessions) >= 1024:
-                self._http_sessions.pop(next(iter(self._http_sessions)))
-            s = self.settings
-            store = ContextStore(s.session_max, s.session_turns, s.session_ttl_s)
-            self._http_sessions[owner] = store
-        return store
+        return self.sessions_of(owner)
+
+    def key_sessions(self, who: Principal) -> ContextStore:
+        """A keyed WebSocket's sessions: the key's, on every connection and replica."""
+        return self.sessions_of(f"key:{who.key_id}")
+
+    def sessions_of(self, owner: str) -> ContextStore:
+        s = self.settings
+        return ContextStore(s.session_max, s.session_turns, s.session_ttl_s,
+                            backend=self.store.contexts, owner=owner, health=self.store_health)
 
     @property
     def auth(self) -> Authenticator:

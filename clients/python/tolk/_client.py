@@ -9,20 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Unpack
 
 from ._async_client import AsyncClient
 from ._config import USE_CLIENT_DEFAULT, Limits, Reconnect, Timeout, TimeoutTypes, UseClientDefault
-from ._live import LiveTranslation
+from ._live import AsyncLiveTranslation, LiveTranslation
 from ._models import TranslationResult
+from ._options import LiveKwargs, RequestOptions, TranslateKwargs
 from ._portal import LoopThread
 from ._stream import TranslationStream
 from ._transport import Transport
 from .events import TranslationEventHandler
-
-if TYPE_CHECKING:
-    from .protocol.frames import Quality
-    from .protocol.types import Granularity
 
 __all__ = ["Client"]
 
@@ -87,66 +84,41 @@ class Client:
         self,
         text: str,
         *,
-        target: str,
-        source: str | None = None,
-        max_tokens: int | None = None,
-        granularity: Granularity | None = None,
-        max_delay_ms: int | None = None,
-        split: bool | None = None,
-        session: str | None = None,
-        glossary: Mapping[str, str] | None = None,
-        glossary_id: str | None = None,
-        quality: Quality | None = None,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         handler: TranslationEventHandler | None = None,
+        **options: Unpack[TranslateKwargs],
     ) -> TranslationStream:
         """The translation's tokens as they come: `for token in client.translate_stream(...)`.
 
         The request is sent at once; leaving the loop early (or `close()`) cancels it on the
         server. `timeout` bounds the whole request. A client-level `event_handler` sees the
-        request's events even if the stream is never iterated.
+        request's events even if the stream is never iterated. The options are those of
+        `AsyncClient.translate_stream`.
         """
-        rid, frame = self._async._prepare(
-            text, target, source, True, handler, max_tokens=max_tokens,
-            granularity=granularity, max_delay_ms=max_delay_ms, split=split, session=session,
-            glossary=glossary, glossary_id=glossary_id, quality=quality)
-        return TranslationStream(self._portal, self._async, rid, frame,
+        rid, frame = self._async._prepare(text, True, handler, RequestOptions(**options))
+        return TranslationStream(self._portal, self._async._pool, rid, frame,
                                  self._async._timeout_for(timeout), handler)
 
     def translate(
         self,
         text: str,
         *,
-        target: str,
-        source: str | None = None,
-        max_tokens: int | None = None,
-        granularity: Granularity | None = None,
-        max_delay_ms: int | None = None,
-        split: bool | None = None,
-        session: str | None = None,
-        glossary: Mapping[str, str] | None = None,
-        glossary_id: str | None = None,
-        quality: Quality | None = None,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         handler: TranslationEventHandler | None = None,
+        **options: Unpack[TranslateKwargs],
     ) -> TranslationResult:
         """Translate `text` into `target`; blocks until the whole translation is in."""
-        rid, frame = self._async._prepare(
-            text, target, source, handler is not None, handler, max_tokens=max_tokens,
-            granularity=granularity, max_delay_ms=max_delay_ms, split=split, session=session,
-            glossary=glossary, glossary_id=glossary_id, quality=quality)
-        with TranslationStream(self._portal, self._async, rid, frame,
+        rid, frame = self._async._prepare(text, handler is not None, handler,
+                                          RequestOptions(**options))
+        with TranslationStream(self._portal, self._async._pool, rid, frame,
                                self._async._timeout_for(timeout), handler) as stream:
             return stream.collect()
 
-    def live(self, *, target: str, source: str | None = None, session: str | None = None,
-             glossary: Mapping[str, str] | None = None, glossary_id: str | None = None,
-             max_tokens: int | None = None) -> LiveTranslation:
+    def live(self, **options: Unpack[LiveKwargs]) -> LiveTranslation:
         """A live request (blocking shape): `with client.live(target="fi") as live:`,
         `live.update(text)`, `live.next_partial()` / `live.partials()`, `live.finish()`."""
-        inner = self._async.live(target=target, source=source, session=session,
-                                 glossary=glossary, glossary_id=glossary_id,
-                                 max_tokens=max_tokens)
+        pool = self._async._pool
+        inner = AsyncLiveTranslation(pool, pool.new_id(), RequestOptions(**options))
         return LiveTranslation(self._portal, inner)
 
     def close(self) -> None:
@@ -157,7 +129,7 @@ class Client:
             finally:
                 self._portal.stop()
         else:
-            self._async._closed = True
+            self._async._pool.closed = True
             self._portal.stop()
 
     def __enter__(self) -> Client:

@@ -15,8 +15,8 @@ from ._exceptions import RequestCancelled, RequestTimeout, TolkError, error_from
 from .protocol import is_terminal as ends_request
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncClient
     from ._connection import Connection, Item
+    from ._pool import Pool
     from .events import TranslationEventHandler
 
 log = logging.getLogger("tolk")
@@ -32,9 +32,9 @@ def is_terminal(item: Item) -> bool:
 class Flight:
     """The wire side of a stream; it holds no reference to the stream itself."""
 
-    def __init__(self, client: AsyncClient, rid: str, frame: str, timeout: float | None,
+    def __init__(self, pool: Pool, rid: str, frame: str, timeout: float | None,
                  observer: TranslationEventHandler | None) -> None:
-        self.client = client
+        self.pool = pool
         self.rid = rid
         self.frame = frame
         self.timeout = timeout
@@ -51,13 +51,13 @@ class Flight:
             return
         self.loop = asyncio.get_running_loop()
         self.task = self.loop.create_task(self._run())
-        self.client._track(self.task)
+        self.pool.track(self.task)
 
     async def _run(self) -> None:
         rid = self.rid
         try:
             async with asyncio.timeout(self.timeout):
-                self.conn, queue = await self.client._open_request(rid)
+                self.conn, queue = await self.pool.open_request(rid)
                 await self.conn.send_request(rid, self.frame)
                 while True:
                     item = await queue.get()

@@ -8,19 +8,19 @@ final text and returns the complete translation.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import BadRequestError, ConnectionError, TolkError, error_from_frame
-from .protocol import ProtocolError, is_terminal, parse_client_frame
+from ._exceptions import ConnectionError, TolkError, error_from_frame
+from ._options import RequestOptions, update_frame
+from .protocol import is_terminal
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncClient
     from ._connection import Connection, Item
+    from ._pool import Pool
     from ._portal import LoopThread
 
 log = logging.getLogger("tolk")
@@ -53,8 +53,8 @@ class LiveResult:
 class AsyncLiveTranslation:
     """`async with client.live(target="fi") as live:` — see the module docstring."""
 
-    def __init__(self, client: AsyncClient, rid: str, options: dict[str, Any]) -> None:
-        self._client = client
+    def __init__(self, pool: Pool, rid: str, options: RequestOptions) -> None:
+        self._pool = pool
         self.id = rid
         self._options = options
         self._conn: Connection | None = None
@@ -79,17 +79,10 @@ class AsyncLiveTranslation:
 
     async def update(self, text: str, *, final: bool = False) -> None:
         """Send the whole current source text (it replaces the previous one)."""
-        obj = {"type": "update", "id": self.id, "text": text, **self._options}
-        if final:
-            obj["final"] = True
-        frame = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-        try:
-            parse_client_frame(frame)
-        except ProtocolError as exc:
-            raise BadRequestError(exc.message, request_id=self.id) from None
+        frame = update_frame(self.id, text, final, self._options)
         self._text = text
         if self._conn is None:
-            self._conn, self._queue = await self._client._open_request(self.id)
+            self._conn, self._queue = await self._pool.open_request(self.id)
             await self._conn.send_request(self.id, frame)
         else:
             await self._conn.send_more(self.id, frame)

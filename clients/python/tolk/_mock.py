@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 import functools
 import json
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ._transport import Transport, TransportClosed, TransportConnectError, WireConnection
 from .protocol import ProtocolError, UpdateFrame, follow_up
+from .protocol.agreement import Agreement, common_prefix_len, words
 
 __all__ = ["MockServer", "MockServerConnection", "MockTransport"]
 
@@ -163,59 +163,33 @@ def _reverse_words(text: str, source: str, target: str) -> str:
 
 
 def _split(text: str) -> list[str]:
-    return re.findall(r"\s*\S+", text) or [""]
+    return words(text) or [""]
 
 
 class _Live:
-    """One mock live request: stable = the words two consecutive translations agree on."""
+    """One mock live request: its stable part by the server's rule (`tolk.protocol.agreement`:
+    the words two consecutive translations agree on, a reset when one contradicts it)."""
 
     def __init__(self, frame: dict[str, Any], source: str) -> None:
         self.frame = frame
         self.first = frame  # its options hold for the whole request (`follow_up`)
         self.source = source
-        self.prev: str | None = None
-        self.stable = ""
+        self.agreement = Agreement(hold_words=0)
         self.updates = 0
         self.partials = 0
-        self.resets = 0
         self.shown = ""
         self.erased = 0
 
     def step(self, translation: str, final: bool) -> dict[str, Any]:
-        reset = not translation.startswith(self.stable)
-        if reset:
-            self.resets += 1
-            self.stable = _common_words(self.stable, translation)
-        if final:
-            self.stable = translation
-        elif self.prev is not None and not reset:
-            agreed = _common_words(self.prev, translation)
-            if len(agreed) > len(self.stable):
-                self.stable = agreed
-        self.prev = translation
+        step = self.agreement.push(translation, final)
         self.partials += 1
-        shown = self.shown
+        self.erased += len(self.shown) - common_prefix_len(self.shown, translation)
         self.shown = translation
-        self.erased += len(shown) - len(_common_chars(shown, translation))
         out = {"type": "partial", "id": self.frame["id"], "version": self.updates,
-               "stable": self.stable, "tentative": translation[len(self.stable):]}
-        if reset:
+               "stable": step.stable, "tentative": step.tentative}
+        if step.reset:
             out["reset"] = True
         return out
-
-
-def _common_chars(a: str, b: str) -> str:
-    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    return a[:n]
-
-
-def _common_words(a: str, b: str) -> str:
-    out = []
-    for x, y in zip(_split(a), _split(b), strict=False):
-        if x != y:
-            break
-        out.append(x)
-    return "".join(out)
 
 
 class MockServer:
@@ -331,7 +305,7 @@ class MockServer:
                 "source": live.source, "target": target, "tokens": len(_split(translation)),
                 "first_token_ms": 0.0, "latency_ms": 0.0, "finish_reason": "stop",
                 "live": {"updates": live.updates, "partials": live.partials,
-                         "resets": live.resets, "laal": 0.0,
+                         "resets": live.agreement.resets, "laal": 0.0,
                          "normalized_erasure": live.erased / max(1, len(translation)),
                          "first_partial_ms": 0.0, "final_ms": 0.0}})
             self.completed.append(rid)

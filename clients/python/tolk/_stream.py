@@ -20,8 +20,8 @@ from ._flight import Flight
 from ._models import TranslationResult
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncClient
     from ._connection import Item
+    from ._pool import Pool
     from ._portal import LoopThread
     from .events import TranslationEventHandler
 
@@ -29,7 +29,7 @@ __all__ = ["AsyncTranslationStream", "TranslationStream"]
 
 
 class _StreamBase:
-    def __init__(self, client: AsyncClient, rid: str, frame: str, timeout: float | None,
+    def __init__(self, pool: Pool, rid: str, frame: str, timeout: float | None,
                  handler: TranslationEventHandler | None) -> None:
         #: The client-side request id.
         self.id = rid
@@ -39,11 +39,11 @@ class _StreamBase:
         self.result: TranslationResult | None = None
         #: The error that ended the request, if one did.
         self.error: TolkError | None = None
-        self._client = client
+        self._pool = pool
         self._handler = handler
         self._items: deque[Item] = deque()
         self._finished = False
-        self._flight = Flight(client, rid, frame, timeout, client._event_handler)
+        self._flight = Flight(pool, rid, frame, timeout, pool.event_handler)
 
     # -- runs on the client's event loop ---------------------------------------------------
 
@@ -139,7 +139,7 @@ class _StreamBase:
 
     def __del__(self) -> None:
         # A client-level event handler watches the request: let it run to its end.
-        if self._client._event_handler is not None and not self._finished:
+        if self._pool.event_handler is not None and not self._finished:
             return
         with contextlib.suppress(Exception):
             self._abandon()
@@ -169,14 +169,14 @@ def _result(frame: dict[str, Any], rid: str, request_id: str | None) -> Translat
 class AsyncTranslationStream(_StreamBase):
     """`async for token in stream`; then `stream.result`. Or `await stream.collect()`."""
 
-    def __init__(self, client: AsyncClient, rid: str, frame: str, timeout: float | None,
+    def __init__(self, pool: Pool, rid: str, frame: str, timeout: float | None,
                  handler: TranslationEventHandler | None) -> None:
-        super().__init__(client, rid, frame, timeout, handler)
+        super().__init__(pool, rid, frame, timeout, handler)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop yet: the request starts on first iteration
-        client._bind_loop()
+        pool.bind_loop()
         self._start()
 
     def __aiter__(self) -> AsyncTranslationStream:
@@ -216,9 +216,9 @@ class AsyncTranslationStream(_StreamBase):
 class TranslationStream(_StreamBase):
     """`for token in stream`; then `stream.result`. Or `stream.collect()`."""
 
-    def __init__(self, portal: LoopThread, client: AsyncClient, rid: str, frame: str,
+    def __init__(self, portal: LoopThread, pool: Pool, rid: str, frame: str,
                  timeout: float | None, handler: TranslationEventHandler | None) -> None:
-        super().__init__(client, rid, frame, timeout, handler)
+        super().__init__(pool, rid, frame, timeout, handler)
         self._portal = portal
         loop = portal.loop()
         self._flight.loop = loop  # so that an abandon is queued behind the start

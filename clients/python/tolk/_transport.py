@@ -11,6 +11,8 @@ import abc
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
@@ -119,8 +121,6 @@ class WebSocketTransport(Transport):
     ) -> WireConnection:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-
-        from . import __version__
 
         options = dict(self.connect_kwargs)
         if self.proxy is not None or _has_proxy_option(connect):

@@ -19,7 +19,7 @@ from typing import Any
 
 from tolk_server.adapters.shield import call_shielded, stop_engine_processes
 from tolk_server.config import Settings
-from tolk_server.engine.decoding import beam_search, mbr_select
+from tolk_server.engine.decoding import beam_search, mbr_select, stop_at
 from tolk_server.engine.interface import (
     Delta,
     EngineError,
@@ -103,12 +103,6 @@ def _sampling(params: GenerationParams, kind: Any = None, **over: Any) -> Any:
         "seed": params.seed, "output_kind": kind or RequestOutputKind.DELTA,
     }
     return SamplingParams(**{**args, **over})
-
-
-def _stop_at(text: str, stop: tuple[str, ...]) -> str:
-    """Cut at the first stop string (beam search decodes without the engine's stop check)."""
-    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return text[: min(cuts)] if cuts else text
 
 
 def core_processes(llm: Any) -> list[Any] | None:
@@ -255,7 +249,7 @@ class VllmEngine(EngineLife):
                                  params.beam_width,
                                  params.max_tokens, params.length_penalty)
         text = tokenizer.decode(best.tokens, skip_special_tokens=True)
-        return Delta(_stop_at(text, params.stop), len(best.tokens), best.finish_reason)
+        return Delta(stop_at(text, params.stop), len(best.tokens), best.finish_reason)
 
     async def _mbr(self, engine_input: Any, params: GenerationParams, rid: str) -> Delta:
         """n sampled candidates plus the greedy one; the minimum-Bayes-risk (chrF) pick."""

@@ -15,7 +15,7 @@ from starlette.types import Lifespan
 
 from tolk_models import DEMO_DIR
 from tolk_server.adapters.echo import EchoEngine
-from tolk_server.app.lifecycle import exit_process, watch_engine
+from tolk_server.app.lifecycle import exit_process, renew_leases, watch_engine, watch_store
 from tolk_server.config import Settings
 from tolk_server.engine.interface import Engine
 from tolk_server.models.profiles import Profile, resolve_profile
@@ -33,6 +33,8 @@ from tolk_server.security.http_guard import HttpGuard, allow_form_bodies, shape_
 from tolk_server.security.keystore import KeyStore
 from tolk_server.security.origin import OriginGuard
 from tolk_server.state import ServerState, SpeechInput
+from tolk_server.stores.factory import open_store
+from tolk_server.stores.health import StoreHealth
 from tolk_server.text.glossary import GlossaryStore
 from tolk_server.transports.compat import errors as compat_errors
 from tolk_server.transports.compat import router as compat_router
@@ -71,11 +73,19 @@ def build_engine(settings: Settings) -> Engine:
 
 def build_models(settings: Settings) -> ModelSet:
     """`[[models]]` / `--model NAME=PATH`: one engine each, with its share of the cache;
-    `url` (`NAME=ws://…`): another tolk server, through the SDK."""
+    `url` (`NAME=ws://…`): another tolk server, through the SDK; `NAME=openai+http://…/v1`:
+    an OpenAI-compatible vLLM server, with the model's own profile."""
     n = sum(spec.url is None for spec in settings.models)
     served = []
     remotes = []
     for spec in settings.models:
+        if spec.openai:
+            from tolk_server.adapters.openai import OpenAIEngine, openai_profile
+
+            served.append(ServedModel(
+                spec.name, OpenAIEngine.from_spec(spec, settings.priority_scheduling),
+                openai_profile(spec, settings.profile), spec.max_inflight))
+            continue
         if spec.url is not None:
             remotes.append(spec)
             continue
@@ -95,8 +105,8 @@ def build_models(settings: Settings) -> ModelSet:
             served.append(ServedModel(spec.name, RemoteEngine.from_spec(spec),
                                       remote_profile(spec.languages or local),
                                       spec.max_inflight))
-        order = [spec.name for spec in settings.models]  # as declared
-        served.sort(key=lambda m: order.index(m.name))
+    order = [spec.name for spec in settings.models]  # as declared
+    served.sort(key=lambda m: order.index(m.name))
     return ModelSet(served, settings.routes)
 
 
@@ -113,10 +123,16 @@ def build_state(settings: Settings, models: ModelSet) -> ServerState:
     """The gate, the request pipeline and what the transports share, for `models`."""
     engine, profile = models.primary.engine, models.primary.profile
     metrics = Metrics()
-    gate = Gate(settings, Authenticator(settings.api_keys, KeyStore(settings.key_file)), models)
-    admission = Admission(settings, models, metrics)
+    store = open_store(settings.store, key_file=settings.key_file,
+                       glossary_file=settings.glossary_file)
+    health = StoreHealth(store, settings.store_failure,
+                         on_error=lambda op: metrics.store_errors.labels(op).inc(),
+                         on_state=metrics.store_up.set)
+    keys = KeyStore(store.keys, health)
+    gate = Gate(settings, Authenticator(settings.api_keys, keys), models)
+    admission = Admission(settings, models, metrics, store.usage, health)
     pipeline = Pipeline(
-        Planner(engine, profile, settings, glossaries=GlossaryStore(settings.glossary_file),
+        Planner(engine, profile, settings, glossaries=GlossaryStore(store.glossaries, health),
                 models=models),
         admission,
         Generator(engine, metrics, ResultCache(settings.cache_entries),
@@ -128,7 +144,7 @@ def build_state(settings: Settings, models: ModelSet) -> ServerState:
         settings=settings, engine=engine, pipeline=pipeline, gate=gate, admission=admission,
         models=models, metrics=metrics,
         model_name=profile.name if settings.engine == "vllm" else settings.engine,
-        audio=_audio_service(settings),
+        store=store, store_health=health, audio=_audio_service(settings),
     )
 
 
@@ -139,16 +155,22 @@ def _lifespan(state: ServerState, owns_engine: bool) -> Lifespan[FastAPI]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(_start_engine(state))
         watchdog = asyncio.create_task(watch_engine(state))
+        keepers = [asyncio.create_task(renew_leases(state)),
+                   asyncio.create_task(watch_store(state))]
         try:
             yield
         finally:
             loader.cancel()
             watchdog.cancel()
+            for task in keepers:
+                task.cancel()
+            state.pipeline.close()  # its markup workers
             if owns_engine:
                 for m in state.models.default:
                     await m.engine.shutdown()
             if state.audio is not None:  # its engine, if it has one
                 await state.audio.shutdown()
+            state.store.close()
 
     return lifespan
 

@@ -82,8 +82,8 @@ class LivePhrases:
         first = self._frame(todo, target)
         try:
             opts = LiveRequest.first_options(st.pipeline, first)
-            run = st.pipeline.submit(opts, who, self.port.sessions, self.start.id,
-                                     within=self.ticket)
+            run = await st.pipeline.submit(opts, who, self.port.sessions, self.start.id,
+                                           within=self.ticket)
         except ProtocolError as exc:  # counted by the pipeline; the phrase's terminal frame
             frame = error(exc.code, exc.message, self.start.id)
             tag(frame, todo, target)

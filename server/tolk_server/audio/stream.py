@@ -244,8 +244,8 @@ class AudioRun:
                                 targets=list(self.session.start.targets),
                                 quality=self.session.start.quality)
         try:
-            run = st.pipeline.submit(opts, who, self.port.sessions, sid, kind="audio",
-                                     within=self.ticket)
+            run = await st.pipeline.submit(opts, who, self.port.sessions, sid, kind="audio",
+                                           within=self.ticket)
         except ProtocolError as exc:  # counted by the pipeline
             frame = error(exc.code, exc.message, sid)
             frame["segment"], frame["speaker"] = todo.segment, todo.speaker

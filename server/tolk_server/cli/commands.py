@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any, TypeAlias
 
 from tolk_server.config import Settings, is_loopback, load_settings
@@ -23,8 +22,9 @@ def _engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file (lowest precedence)")
     p.add_argument("--model", action="append",
                    help="model directory, HF id, or profile name; or NAME=PATH "
-                        "(NAME=ws://HOST:PORT: another tolk server), repeatable, for several "
-                        "models in one server")
+                        "(NAME=ws://HOST:PORT: another tolk server; "
+                        "NAME=openai+http://HOST:PORT/v1: a vLLM server's OpenAI API), "
+                        "repeatable, for several models in one server")
     p.add_argument("--profile", help="prompt profile name or TOML path")
     p.add_argument("--engine", choices=["vllm", "echo", "fake"],
                    help="vllm, or echo: the engine double (fake is an alias)")
@@ -70,8 +70,17 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
     from tolk_server.security.auth import Authenticator
     from tolk_server.security.keystore import KeyStore
+    from tolk_server.stores.factory import open_store
+    from tolk_server.stores.interfaces import StoreError
 
-    has_keys = Authenticator(settings.api_keys, KeyStore(settings.key_file)).enabled
+    try:
+        store = open_store(settings.store, key_file=settings.key_file,
+                           glossary_file=settings.glossary_file)
+    except StoreError as exc:
+        print(f"tolk: {exc}", file=sys.stderr)
+        return 2
+    has_keys = Authenticator(settings.api_keys, KeyStore(store.keys)).enabled
+    store.close()
     if not has_keys and not is_loopback(settings.host):
         if not settings.insecure_no_auth:
             print(
@@ -170,75 +179,15 @@ def cmd_info(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_glossary(ns: argparse.Namespace) -> int:
-    from tolk_server.text.glossary import GlossaryStore
-
-    store = GlossaryStore(Path(ns.file) if ns.file else load_settings().glossary_file)
-    if ns.action == "list":
-        for name, count in store.names().items():
-            print(f"{name}\t{count} terms")
-        return 0
-    if ns.action == "remove":
-        if not store.remove(ns.name):
-            print(f"no glossary named {ns.name!r}", file=sys.stderr)
-            return 1
-        return 0
-    terms: dict[str, str] = {}
-    if ns.tsv:
-        for line in Path(ns.tsv).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                src, _, tgt = line.partition("\t")
-                terms[src.strip()] = tgt.strip()
-    for pair in ns.term or []:
-        src, sep, tgt = pair.partition("=")
-        if not sep or not src.strip() or not tgt.strip():
-            print(f"bad --term {pair!r}: use SOURCE=TARGET", file=sys.stderr)
-            return 2
-        terms[src.strip()] = tgt.strip()
-    if not terms:
-        print("give terms with --term SOURCE=TARGET or --tsv FILE", file=sys.stderr)
-        return 2
-    try:
-        store.put(ns.name, terms)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(f"{ns.name}: {len(terms)} terms")
-    return 0
-
-
-def cmd_keys(ns: argparse.Namespace) -> int:
-    from tolk_server.security.keystore import KeyLimits, KeyStore
-
-    store = KeyStore(Path(ns.file) if ns.file else load_settings().key_file)
-    if ns.action == "add":
-        limits = KeyLimits(requests_per_minute=ns.rpm, chars_per_day=ns.chars_per_day,
-                           concurrent_streams=ns.concurrent)
-        rec, secret = store.add(ns.name, limits)
-        print(secret)
-        print(f"key {rec.id} ({rec.name}) added; the secret above is shown once and not "
-              "stored", file=sys.stderr)
-        return 0
-    if ns.action == "revoke":
-        if not store.revoke(ns.key):
-            print(f"no active key {ns.key!r}", file=sys.stderr)
-            return 1
-        return 0
-    for rec in store.records().values():
-        state = "revoked" if rec.revoked else "active"
-        lim = ", ".join(f"{k}={v}" for k, v in rec.limits.model_dump().items() if v is not None)
-        print(f"{rec.id}\t{rec.name}\t{state}\t{lim or 'no limits'}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tolk", description="tolk translation server")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     _add_client_commands(sub)
-    _add_glossary(sub)
-    _add_keys(sub)
     from tolk_server.cli.listen import add_listen_parser
+    from tolk_server.cli.store_commands import add_store_commands
+
+    add_store_commands(sub)
 
     add_listen_parser(sub)
     _add_plugin_commands(sub)
@@ -283,6 +232,11 @@ def _add_serve(sub: Subcommands) -> None:
                        "tiny.en), or HF Whisper weights with --asr-backend vllm")
     serve.add_argument("--asr-gpu-memory-utilization", type=float,
                        help="--asr-backend vllm on a GPU: the recogniser's share (default 0.1)")
+    serve.add_argument("--store", help="state store URL: memory (default), sqlite:///PATH, "
+                       "redis://HOST:PORT/DB, rediss://… (docs/scaling.md)")
+    serve.add_argument("--store-failure", choices=["closed", "open"],
+                       help="when the store does not answer: refuse (closed, default) or serve "
+                       "on this process's own limits (open)")
     serve.add_argument("--log-level")
     serve.set_defaults(func=cmd_serve)
 
@@ -310,38 +264,6 @@ def _add_client_commands(sub: Subcommands) -> None:
     _engine_flags(info)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
-
-
-def _add_glossary(sub: Subcommands) -> None:
-    """`tolk glossary add|list|remove`: the server's stored glossaries."""
-    gl = sub.add_parser("glossary", help="manage named glossaries stored on the server")
-    gl.add_argument("--file", help="glossary store (default: TOLK_GLOSSARY_FILE or "
-                    "~/.tolk/glossaries.json)")
-    gl_sub = gl.add_subparsers(dest="action", required=True)
-    add = gl_sub.add_parser("add", help="add or replace a glossary")
-    add.add_argument("name")
-    add.add_argument("--term", action="append", help="SOURCE=TARGET (repeatable)")
-    add.add_argument("--tsv", help="a file of SOURCE<TAB>TARGET lines")
-    gl_sub.add_parser("list", help="list glossaries")
-    rm = gl_sub.add_parser("remove", help="remove a glossary")
-    rm.add_argument("name")
-    gl.set_defaults(func=cmd_glossary)
-
-
-def _add_keys(sub: Subcommands) -> None:
-    """`tolk keys add|list|revoke`: API keys and their limits."""
-    keys = sub.add_parser("keys", help="manage API keys (stored as salted hashes)")
-    keys.add_argument("--file", help="key store (default: TOLK_KEY_FILE or ~/.tolk/keys.json)")
-    keys_sub = keys.add_subparsers(dest="action", required=True)
-    kadd = keys_sub.add_parser("add", help="create a key and print it once")
-    kadd.add_argument("name")
-    kadd.add_argument("--rpm", type=int, help="requests per minute")
-    kadd.add_argument("--chars-per-day", type=int)
-    kadd.add_argument("--concurrent", type=int, help="concurrent streams")
-    keys_sub.add_parser("list", help="list keys (never the secrets)")
-    krev = keys_sub.add_parser("revoke", help="revoke a key by id or name")
-    krev.add_argument("key")
-    keys.set_defaults(func=cmd_keys)
 
 
 def _add_plugin_commands(sub: Subcommands) -> None:

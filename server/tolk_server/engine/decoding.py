@@ -69,6 +69,12 @@ def _norm(logprob: float, length: int, length_penalty: float) -> float:
     return logprob / divisor
 
 
+def stop_at(text: str, stop: Sequence[str]) -> str:
+    """Cut at the first stop string (a beam search decodes without the engine's stop check)."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
 def mbr_select(candidates: Sequence[str]) -> int:
     """The index of the candidate with the highest mean chrF against all candidates."""
     from sacrebleu.metrics.chrf import CHRF

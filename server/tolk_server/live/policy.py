@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from tolk_server.live.agreement import common_words, words
+from tolk.protocol.agreement import common_words, words
 
 if TYPE_CHECKING:
     from tolk_server.config import Settings

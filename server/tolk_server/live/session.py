@@ -24,9 +24,9 @@ from tolk.protocol import (
     partial,
     start,
 )
+from tolk.protocol.agreement import Agreement, common_prefix_len, words
+from tolk.protocol.measures import laal
 from tolk.protocol.types import LiveStats
-from tolk_server.live.agreement import Agreement, common_prefix_len, words
-from tolk_server.live.metrics import laal
 from tolk_server.live.policy import LivePolicy
 from tolk_server.live.policy import masked as masked  # re-exported: the bench and tests use it
 from tolk_server.pipeline.admission import Ticket

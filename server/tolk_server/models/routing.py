@@ -16,7 +16,9 @@ stay in a chain; the next one in a chain is the fallback.
     quality = "fast"
     models = ["small", "demo"]
 
-A model may be another tolk server (`url`, reached through the SDK: `remote_engine`).
+A model may be another tolk server (`url`, reached through the SDK: `adapters.remote`), or
+an existing vLLM deployment (`url = "openai+http://host:port/v1"`, its OpenAI-compatible
+API: `adapters.openai`), which renders prompts with the model's profile like a local one.
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ from tolk_server.models.modes import QUALITIES, Mode, Quality, resolve_modes
 from tolk_server.models.profiles import Profile
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-REMOTE_SCHEMES = ("ws://", "wss://", "http://", "https://")
-#: `EngineInfo.name` of a remote tolk server's adapter.
+OPENAI_SCHEMES = ("openai+http://", "openai+https://")
+REMOTE_SCHEMES = ("ws://", "wss://", "http://", "https://", *OPENAI_SCHEMES)
+#: `EngineInfo.name` of a remote tolk server's adapter, and of an OpenAI-compatible server's.
 REMOTE = "remote"
+OPENAI = "openai"
+#: Engines over the network: never dead, only connected or not.
+NETWORKED = (REMOTE, OPENAI)
 
 
 class ModelSpec(BaseModel):
@@ -47,9 +53,15 @@ class ModelSpec(BaseModel):
     profile: str | None = None
     # A remote model: another tolk server (`url`), its API key in the environment variable
     # `api_key_env`, the languages it serves (default: those of the local models).
+    # Or an OpenAI-compatible vLLM server (`url = "openai+http://…/v1"`): the model it serves
+    # (default: the first it lists), and whether it schedules by priority (then tolk sends
+    # each request's priority; `vllm serve --scheduling-policy priority`); `path`, if given,
+    # is a local copy (or HF id) of its tokenizer: chat templates, the profile's match.
     url: str | None = None
     api_key_env: str | None = None
     languages: list[str] | None = None
+    served_model: str | None = None
+    priority: bool = False
     connect_timeout_s: float = Field(2.0, gt=0, le=60)
     # This model's share of the KV cache (CPU, GiB) or of GPU memory (fraction);
     # default: an equal share of the server's setting.
@@ -60,11 +72,18 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _path_or_url(self) -> ModelSpec:
-        if (self.path is None) == (self.url is None):
+        # an openai+ model may have both: `path` is then its tokenizer (chat template, profile)
+        if (self.path is None) == (self.url is None) and not self.openai:
             raise ValueError(f"model {self.name!r}: give either `path` or `url`")
         if self.url is not None and not self.url.startswith(REMOTE_SCHEMES):
-            raise ValueError(f"model {self.name!r}: `url` must be ws://, wss://, http(s)://")
+            raise ValueError(f"model {self.name!r}: `url` must be ws://, wss://, http(s)://, "
+                             "or openai+http(s)://")
         return self
+
+    @property
+    def openai(self) -> bool:
+        """An OpenAI-compatible server (`openai+http://`), not another tolk server."""
+        return self.url is not None and self.url.startswith(OPENAI_SCHEMES)
 
 
 class RouteSpec(BaseModel):
@@ -86,7 +105,7 @@ def parse_model_arg(value: str) -> ModelSpec | None:
     name, sep, path = value.partition("=")
     if not sep or not name or "/" in name:
         return None
-    if path.startswith(REMOTE_SCHEMES):  # NAME=ws://host:port: another tolk server
+    if path.startswith(REMOTE_SCHEMES):  # NAME=ws://host:port, NAME=openai+http://host:port/v1
         return ModelSpec(name=name, url=path)
     return ModelSpec(name=name, path=path)
 
@@ -112,10 +131,11 @@ class ServedModel:
 
     @property
     def remote(self) -> bool:
+        """Another tolk server: it renders its own prompts."""
         return self.engine.info.name == REMOTE
 
     def state(self) -> str:
-        if self.remote:
+        if self.engine.info.name in NETWORKED:
             return "connected" if self.engine.ready else "disconnected"
         if self.engine.dead:
             return "dead"

@@ -79,18 +79,49 @@ class Metrics:
             "tolk_cache_lookups", "Result cache lookups, by result (hit or miss).", ["result"],
             registry=r,
         )
+        self._engine_and_store(r)
+        self._shared: CollectorRegistry | None = None
+        if path := multiprocess_dir():
+            self._shared = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._shared, path=path)  # type: ignore[no-untyped-call]
+
+    def _engine_and_store(self, r: CollectorRegistry) -> None:
+        """The gauges of the engines, the state store and the workers."""
         self.engine_running = Gauge(
             "tolk_engine_running_requests", "Requests the engine holds.", registry=r,
             multiprocess_mode="livesum",
+        )
+        self.store_errors = Counter(
+            "tolk_store_errors", "State store calls that failed or were skipped while it was "
+            "down, by operation.", ["op"], registry=r,
+        )
+        self.store_up = Gauge("tolk_store_up", "Whether the state store answers (1) or not.",
+                              registry=r, multiprocess_mode="livemin")
+        self.store_up.set(1)
+        # Per pod, for autoscaling and alerts (deploy/helm/tolk): set at each scrape.
+        self.engine_queue = Gauge(
+            "tolk_engine_queue_depth",
+            "Requests the local engines hold beyond their batch (max_num_seqs x data parallel "
+            "size): they wait for a slot (a lower bound of vLLM's waiting queue).", registry=r,
+            multiprocess_mode="livemostrecent",  # --workers: the scraping worker's, of all
+        )
+        self.engine_dead = Gauge(
+            "tolk_engine_dead", "1 when this model's engine died (its routes fall back).",
+            ["model"], registry=r, multiprocess_mode="livemax",
         )
         self.worker_up = Gauge(
             "tolk_worker_up", "1 for each live worker of `tolk serve --workers N`, by index.",
             ["worker"], registry=r, multiprocess_mode="livesum",
         )
-        self._shared: CollectorRegistry | None = None
-        if path := multiprocess_dir():
-            self._shared = CollectorRegistry()
-            multiprocess.MultiProcessCollector(self._shared, path=path)  # type: ignore[no-untyped-call]
+
+    @property
+    def shared(self) -> bool:
+        """Multiprocess mode: the values of every worker of `tolk serve --workers N`."""
+        return self._shared is not None
+
+    def value(self, name: str) -> float:
+        """A sample's value as /metrics reports it (with --workers: over every worker)."""
+        return float((self._shared or self.registry).get_sample_value(name) or 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self._shared or self.registry)

@@ -190,8 +190,9 @@ class Planner:
         return [self._plan_target(req, tgt, chain, runs, sentences, rest)
                 for tgt, chain, runs in zip(opts.target_list, chains, settings, strict=True)]
 
-    def _validate(self, opts: TranslateOptions, rid: str) -> str:
-        """Check the text and the languages; the source language (detected if `auto`)."""
+    def check(self, opts: TranslateOptions, rid: str) -> None:
+        """What a request must pass before it is admitted, on its options as given (cheap:
+        nothing parsed, nothing detected): some text, within the size cap, served languages."""
         if not opts.text.strip():
             raise ProtocolError(ErrorCode.BAD_REQUEST, "text must not be empty", rid)
         if len(opts.text) > self.settings.max_text_chars:
@@ -208,6 +209,15 @@ class Planner:
                     ErrorCode.UNSUPPORTED_LANGUAGE,
                     f"target {tgt!r} is not served; languages: {self.languages}", rid,
                 )
+        if opts.source not in (None, "auto") and opts.source not in langs:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_LANGUAGE,
+                f"source {opts.source!r} is not served; languages: {self.languages}", rid,
+            )
+
+    def _validate(self, opts: TranslateOptions, rid: str) -> str:
+        """Check the text and the languages; the source language (detected if `auto`)."""
+        self.check(opts, rid)
         source = opts.source
         if source in (None, "auto"):
             source = self.detector.detect(opts.text)
@@ -216,11 +226,11 @@ class Planner:
                     ErrorCode.UNSUPPORTED_LANGUAGE,
                     "could not detect the source language; pass `source`", rid,
                 )
-        if source not in langs:
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_LANGUAGE,
-                f"source {source!r} is not served; languages: {self.languages}", rid,
-            )
+            if source not in self.languages:
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED_LANGUAGE,
+                    f"source {source!r} is not served; languages: {self.languages}", rid,
+                )
         return source
 
     def _chain(self, req: _Request, quality: Quality, target: str) -> list[ServedModel]:

@@ -2,7 +2,7 @@
 
 A transport validates a request with the protocol core, then:
 
-    run = pipeline.submit(opts, who, sessions)        # raises ProtocolError (counted)
+    run = await pipeline.submit(opts, who, sessions)  # raises ProtocolError (counted)
     async with run:                                   # releases the admission on exit
         async for frame in run.events():              # start, token|segment…, complete|error
             ...
@@ -11,10 +11,17 @@ A transport validates a request with the protocol core, then:
 frame. Every terminal frame (and every rejection) is counted in the metrics here, and only here.
 Markup (`format: "html"`, or a compatible API's `tag_handling`) runs through `markup_runs`;
 `submit_many` admits a list of texts (the compatible APIs) as one request.
+
+`submit` checks sizes and admits on the raw text first: a request over a limit, or from a
+key with its quota used up, is refused before anything is parsed or detected. Then markup is
+parsed (once: the run keeps the document) and the source detected, on the event loop for a
+short input, by the pipeline's workers for a long one (`offload`); a refusal there gives the
+admission back (`Admission.refund`).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -42,10 +49,12 @@ from tolk_server.pipeline.context import ContextStore
 from tolk_server.pipeline.gate import Gate
 from tolk_server.pipeline.generation import Generator
 from tolk_server.pipeline.markup_runs import markup_frames
+from tolk_server.pipeline.offload import Offload
 from tolk_server.pipeline.planning import Plan, Planner
 from tolk_server.security.auth import Principal
 from tolk_server.text.glossary import GlossaryStore
-from tolk_server.text.markup import MarkupMode
+from tolk_server.text.langdetect import LanguageDetector
+from tolk_server.text.markup import Markup, MarkupMode, MarkupTooDeep
 
 log = logging.getLogger("tolk.pipeline")
 
@@ -54,13 +63,13 @@ class Run:
     """One admitted request: its jobs (one per target) and its admission ticket."""
 
     def __init__(self, pipeline: Pipeline, rid: str, jobs: list[Plan], ticket: Ticket,
-                 opts: TranslateOptions, mode: MarkupMode | None = None) -> None:
+                 opts: TranslateOptions, doc: Markup | None = None) -> None:
         self.pipeline = pipeline
         self.id = rid
         self.jobs = jobs
         self.ticket = ticket
         self.opts = opts
-        self.mode = mode
+        self.doc = doc  # markup input, parsed
 
     @property
     def targets(self) -> list[str]:
@@ -74,8 +83,9 @@ class Run:
     async def events(self) -> AsyncGenerator[ServerFrame, None]:
         """The request's frames; a failure ends it with an `error` frame (never raised)."""
         p = self.pipeline
-        source = (p.generator.stream_many(self.jobs) if self.mode is None else
-                  markup_frames(p.planner, p.generator, self.opts, self.jobs, self.mode))
+        source = (p.generator.stream_many(self.jobs) if self.doc is None else
+                  markup_frames(p.planner, p.generator, self.opts, self.jobs, self.doc,
+                                p.offload))
         async with aclosing(p.counted(source, self.id)) as frames:
             async for frame in frames:
                 yield frame
@@ -115,6 +125,8 @@ class Pipeline:
         self.gate = gate  # the text-size cap, checked before a request is planned
         self.generator = generator
         self.metrics = metrics
+        s = planner.settings
+        self.offload = Offload(s.markup_inline_chars, s.markup_workers)
         self._ids = itertools.count(1)
 
     @property
@@ -138,6 +150,10 @@ class Pipeline:
         """Load what planning needs before the first request (the language detector); slow:
         call it off the event loop."""
         self.planner.detector.load()
+
+    def close(self) -> None:
+        """Stop the markup workers (with the server)."""
+        self.offload.close()
 
     def detect_confidences(self, text: str) -> list[tuple[str, float]]:
         """The served languages `text` may be in, most likely first, with their confidence."""
@@ -180,57 +196,82 @@ class Pipeline:
     def new_id(self) -> str:
         return f"{SERVER_ID_PREFIX}{next(self._ids)}"
 
-    def submit(self, opts: TranslateOptions, who: Principal, sessions: ContextStore | None,
-               rid: str | None = None, connection_inflight: int | None = None,
-               mode: MarkupMode | None = None, kind: RequestKind = "translate",
-               within: Ticket | None = None) -> Run:
-        """Plan and admit a validated request, or raise `ProtocolError` (already counted).
+    async def submit(self, opts: TranslateOptions, who: Principal,
+                     sessions: ContextStore | None, rid: str | None = None,
+                     connection_inflight: int | None = None, mode: MarkupMode | None = None,
+                     kind: RequestKind = "translate", within: Ticket | None = None) -> Run:
+        """Admit and plan a validated request, or raise `ProtocolError` (already counted).
         The caller must release the returned run (`async with run`, or `run.release()`).
         `kind` (a plain request, a live one, an audio segment) sets its engine priority;
-        `within`: the ticket of the stream it is part of (`Admission.admit`)."""
+        `within`: the ticket of the stream it is part of (`Admission.admit`). A short input
+        is planned without a suspension point; a long markup one waits for a worker."""
         rid = rid or opts.id or self.new_id()
-        return self._submit([opts], who, sessions, rid, connection_inflight, mode,
-                            kind, within).runs[0]
+        batch = await self._submit([opts], who, sessions, rid, connection_inflight, mode,
+                                   kind, within)
+        return batch.runs[0]
 
-    def submit_many(self, texts: list[TranslateOptions], who: Principal,
-                    sessions: ContextStore | None, mode: MarkupMode | None = None) -> Batch:
+    async def submit_many(self, texts: list[TranslateOptions], who: Principal,
+                          sessions: ContextStore | None, mode: MarkupMode | None = None,
+                          ) -> Batch:
         """Several texts as one request: admitted together (all or none, one stream of the
         key, their characters together); release the batch once (`async with batch`)."""
-        return self._submit(texts, who, sessions, texts[0].id or self.new_id(), None, mode)
+        return await self._submit(texts, who, sessions, texts[0].id or self.new_id(), None,
+                                  mode)
 
-    def _submit(self, texts: list[TranslateOptions], who: Principal,
-                sessions: ContextStore | None, rid: str, connection_inflight: int | None,
-                mode: MarkupMode | None, kind: RequestKind = "translate",
-                within: Ticket | None = None) -> Batch:
+    async def _submit(self, texts: list[TranslateOptions], who: Principal,
+                      sessions: ContextStore | None, rid: str, connection_inflight: int | None,
+                      mode: MarkupMode | None, kind: RequestKind = "translate",
+                      within: Ticket | None = None) -> Batch:
         t0 = time.perf_counter()
-        modes = [mode or MarkupMode.of(o.format) for o in texts]
-        try:
+        try:  # on the raw texts, before anything is parsed or detected
             for o in texts:
                 self.gate.check_size(o.text, rid)
-            plans = [self.planner.plan(self._markup(o, m), rid, t0=t0, contexts=sessions,
-                                       kind=kind, owner=who.key_id)
-                     for o, m in zip(texts, modes, strict=True)]
+                self.planner.check(o, rid)
             ticket = self.admission.admit(
-                who, rid, sum(map(len, plans)),
-                sum(len(o.text) * len(j) for o, j in zip(texts, plans, strict=True)),
-                connection_inflight, within)
+                who, rid, sum(len(o.target_list) for o in texts),
+                sum(len(o.text) * len(o.target_list) for o in texts), connection_inflight,
+                within)
         except ProtocolError as exc:
             self.note(exc.code, request=exc.request_id is not None)
             raise
-        return Batch(ticket, [Run(self, rid, j, ticket, o, m)
-                              for o, j, m in zip(texts, plans, modes, strict=True)])
+        runs = []
+        try:
+            for o in texts:
+                ready, doc = await self._prepare(o, mode or MarkupMode.of(o.format), rid)
+                plans = self.planner.plan(ready, rid, t0=t0, contexts=sessions, kind=kind,
+                                          owner=who.key_id)
+                runs.append(Run(self, rid, plans, ticket, o, doc))
+        except BaseException as exc:
+            self.admission.refund(ticket)
+            if isinstance(exc, ProtocolError):
+                self.note(exc.code, request=exc.request_id is not None)
+            raise
+        return Batch(ticket, runs)
 
-    def _markup(self, opts: TranslateOptions, mode: MarkupMode | None) -> TranslateOptions:
-        """Markup is planned whole (its units are split later); its language is detected
-        on its text, not on its tags."""
+    async def _prepare(self, opts: TranslateOptions, mode: MarkupMode | None,
+                       rid: str) -> tuple[TranslateOptions, Markup | None]:
+        """A request as the planner takes it: markup parsed (planned whole: its units are
+        split later) and the source detected on its text, not its tags; a long input's on a
+        worker (a short plain one is detected by the planner, inline)."""
+        auto = opts.source in (None, "auto")
+        detector = self.planner.detector if auto else None
+        size = len(opts.text)
         if mode is None:
-            return opts
+            if detector is None or self.offload.inline(size):
+                return opts, None
+            found = await self.offload.run(size, functools.partial(detector.detect, opts.text))
+            return (opts if found is None else opts.model_copy(update={"source": found})), None
+        depth = self.planner.settings.max_markup_depth
+        try:
+            doc, found = await self.offload.run(
+                size, functools.partial(_read_markup, mode, opts.text, depth, detector))
+        except MarkupTooDeep as exc:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"{exc}; the limit is max_markup_depth "
+                                f"({depth})", rid) from None
         update: dict[str, object] = {"split": False}
-        if opts.source in (None, "auto"):
-            found = self.planner.detector.detect(mode.plain_text(opts.text))
-            if found is not None:
-                update["source"] = found
-        return opts.model_copy(update=update)
+        if found is not None:
+            update["source"] = found
+        return opts.model_copy(update=update), doc
 
     def reject(self, exc: ProtocolError, request: bool = False,
                rid: str | None = None) -> ErrorFrame:
@@ -258,3 +299,10 @@ class Pipeline:
         if request:
             outcome = "cancelled" if code == ErrorCode.CANCELLED else "error"
             self.metrics.requests.labels(outcome).inc()
+
+
+def _read_markup(mode: MarkupMode, text: str, max_depth: int,
+                 detector: LanguageDetector | None) -> tuple[Markup, str | None]:
+    """Parse markup, and detect its language on its text (`detector`: the source is `auto`)."""
+    doc = mode.parse(text, max_depth)
+    return doc, None if detector is None else detector.detect("\n".join(doc.segments))

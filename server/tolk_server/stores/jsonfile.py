@@ -1,15 +1,18 @@
 """A small JSON file that the server re-reads when it changes and writes atomically.
 
-The key store and the glossary store both use it, so `tolk keys revoke` or
-`tolk glossary add` take effect on a running server without a restart.
+The `memory` store keeps keys and glossaries in such files, so `tolk keys revoke` or
+`tolk glossary add` take effect on a running server without a restart. A change is a
+read-modify-write under an exclusive lock (`update`), so two writers never lose one's change.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -50,3 +53,17 @@ class WatchedJsonFile(Generic[T]):
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, self.path)
         self._stamp = None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[T]:
+        """The current content, read under an exclusive lock held until the block ends: a
+        read-modify-write (`save` inside the block) that no other writer interleaves with."""
+        self.path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._stamp = None  # re-read: another process may have written since
+            yield self.load()
+        finally:
+            os.close(fd)  # releases the lock

@@ -29,6 +29,20 @@ _WORDS = re.compile(r"\S+\s*")
 _BROKEN = re.compile(r"<[A-Za-z/!?]")
 
 
+# HTML elements whose end tag may be left out (`<li>a<li>b`, `<p>a<p>b`): a browser closes
+# them itself, so they do not count towards the depth cap (the stack keeps them, as before).
+OPTIONAL_END = frozenset("p li dt dd tr td th thead tbody tfoot option optgroup colgroup "
+                         "caption rb rt rtc rp".split())
+# After a `&#` that starts no reference the stdlib parser stops, as if more input were to
+# come; it is resumed this many times (each resume costs the rest's length), then what is
+# left is taken as the unparsed tail.
+_RESUMES = 64
+
+
+class MarkupTooDeep(ValueError):
+    """The markup nests more elements than the cap allows."""
+
+
 @dataclass(slots=True)
 class _Event:
     kind: str  # "data" | "ref" | "tag" | "other"
@@ -39,31 +53,77 @@ class _Event:
 
 
 class _Scanner(HTMLParser):
+    """The parser's events, with the open elements kept so that every event costs O(1):
+    `index` holds each open tag name's positions in `stack`, `ignored` counts the open
+    elements whose content is not translated, `depth` those that count towards the cap."""
+
     def __init__(self, source: str, xml: bool, ignore: frozenset[str],
-                 inline: frozenset[str]) -> None:
+                 inline: frozenset[str], max_depth: int | None) -> None:
         super().__init__(convert_charrefs=False)
         self.xml, self.ignore, self.inline = xml, ignore, inline
+        self.max_depth = max_depth
         self.events: list[_Event] = []
         self.stack: list[tuple[str, bool]] = []
+        self.index: dict[str, list[int]] = {}
+        self.ignored = 0
+        self.depth = 0  # open elements that count towards `max_depth`
         self._lines = [0] + [m.end() for m in re.finditer("\n", source)]
+
+    def scan(self, source: str) -> None:
+        """Parse `source` whole. What the parser leaves unparsed at the end (an unclosed
+        `<!--`, `<div …`, `<script>`) is taken in one pass: the stdlib's own end-of-input
+        handling rescans the rest once per unclosed construct (quadratic)."""
+        try:
+            self.feed(source)
+            for _ in range(_RESUMES):  # it stops after a `&#` that starts no reference
+                if not self._stopped_at_bad_charref(source):
+                    break
+                self.feed("")
+            start = len(source) - len(self.rawdata)
+        except AssertionError:  # the stdlib gives up on some declarations (`<![<![`)
+            start = self._pos()  # where the construct it gave up on starts
+        rest = source[start:]
+        if rest:
+            kind = "other" if self.cdata_elem else "data"  # an unclosed script stays as it is
+            self.events.append(_Event(kind, start, rest, skip=self.ignored > 0))
+
+    def _stopped_at_bad_charref(self, source: str) -> bool:
+        at = len(source) - len(self.rawdata)
+        return (bool(self.rawdata) and not self.cdata_elem and at >= 2
+                and source.startswith("&#", at - 2) and not self.rawdata.startswith("&#")
+                and bool(self.events) and self.events[-1].data == "&#")
 
     def _pos(self) -> int:
         line, col = self.getpos()
         return self._lines[line - 1] + col
 
-    def _skipping(self) -> bool:
-        return any(s for _, s in self.stack)
-
     def _add(self, kind: str, data: str = "", inline: bool = False) -> None:
-        self.events.append(_Event(kind, self._pos(), data, inline, self._skipping()))
+        self.events.append(_Event(kind, self._pos(), data, inline, self.ignored > 0))
+
+    def _counts(self, tag: str) -> bool:
+        return self.xml or tag not in OPTIONAL_END
+
+    def _close_to(self, pos: int) -> None:
+        """Close the open elements from `pos` (a position in `stack`) up."""
+        while len(self.stack) > pos:
+            tag, skip = self.stack.pop()
+            self.index[tag].pop()
+            self.ignored -= skip
+            self.depth -= self._counts(tag)
 
     def _open(self, tag: str, attrs: list[tuple[str, str | None]], void: bool) -> None:
-        inline = tag in self.inline
-        self._add("tag", inline=inline)
+        self._add("tag", inline=tag in self.inline)
+        if void or (not self.xml and tag in VOID):
+            return
         skip = (tag in self.ignore or (not self.xml and tag in SKIP)
                 or any(k == "translate" and (v or "").lower() == "no" for k, v in attrs))
-        if not void and (self.xml or tag not in VOID):
-            self.stack.append((tag, skip))
+        counts = self._counts(tag)
+        if counts and self.max_depth is not None and self.depth >= self.max_depth:
+            raise MarkupTooDeep(f"markup nests deeper than {self.max_depth} elements")
+        self.index.setdefault(tag, []).append(len(self.stack))
+        self.stack.append((tag, skip))
+        self.ignored += skip
+        self.depth += counts
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._open(tag, attrs, void=False)
@@ -73,9 +133,9 @@ class _Scanner(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         self._add("tag", inline=tag in self.inline)
-        names = [t for t, _ in self.stack]
-        if tag in names:  # tolerate unclosed inner tags; ignore stray end tags
-            del self.stack[len(names) - 1 - names[::-1].index(tag):]
+        open_at = self.index.get(tag)
+        if open_at:  # tolerate unclosed inner tags; ignore stray end tags
+            self._close_to(open_at[-1])
 
     def handle_data(self, data: str) -> None:
         self._add("data", data)
@@ -124,16 +184,17 @@ class Markup:
 
     def __init__(self, source: str, *, xml: bool = False, ignore_tags: Iterable[str] = (),
                  non_splitting_tags: Iterable[str] = (), splitting_tags: Iterable[str] = (),
-                 ) -> None:
+                 max_depth: int | None = None) -> None:
+        """Parse `source` (time linear in its length, whatever its nesting); raise
+        `MarkupTooDeep` if more than `max_depth` elements are open at once."""
         self.source = source
         ignore = frozenset(t.lower() for t in ignore_tags)
         inline = ((frozenset() if xml else INLINE) | {t.lower() for t in non_splitting_tags}
                   ) - {t.lower() for t in splitting_tags}
-        scanner = _Scanner(source, xml, ignore, inline)
-        scanner.feed(source)
-        scanner.close()
+        scanner = _Scanner(source, xml, ignore, inline, max_depth)
+        scanner.scan(source)
         self._items: list[str | _Unit] = []
-        self._build(_tidy(scanner.events, source))
+        self._build(_tidy(scanner.events))
         self._units = [u for u in self._items if isinstance(u, _Unit) and _wants(u.plain())]
         self.segments = [u.plain().strip() for u in self._units]
 
@@ -152,7 +213,7 @@ class Markup:
                     unit.pieces.append(slot)
                 slot.raw.append(raw)
                 slot.text.append(text)
-                if ev.kind == "ref" and not text.isalnum():
+                if ev.kind == "ref" and _keeps(text, raw):
                     slot.entities.setdefault(text, raw)
             elif (ev.kind == "tag" and ev.inline) or text is not None:
                 unit.pieces.append(raw)  # inline tag, or text that stays as it is
@@ -180,17 +241,20 @@ class Markup:
         return "".join(out)
 
 
-def _tidy(events: list[_Event], source: str) -> list[_Event]:
-    """Merge adjacent data events; what the parser gave up on (`<!-- …` or `<div …` left
-    unclosed) becomes markup, from there to the end of that text."""
+def _tidy(events: list[_Event]) -> list[_Event]:
+    """Merge adjacent data events (one join each: linear); what the parser gave up on
+    (`<!-- …` or `<div …` left unclosed) becomes markup, from there to the end of that text."""
     out: list[_Event] = []
+    parts: list[list[str]] = []
     for ev in events:
         if ev.kind == "data" and out and out[-1].kind == "data" and out[-1].skip == ev.skip:
-            out[-1].data += ev.data
+            parts[-1].append(ev.data)
         else:
-            out.append(_Event(ev.kind, ev.start, ev.data, ev.inline, ev.skip))
+            out.append(_Event(ev.kind, ev.start, "", ev.inline, ev.skip))
+            parts.append([ev.data])
     fixed: list[_Event] = []
-    for ev in out:
+    for ev, data in zip(out, parts, strict=True):
+        ev.data = "".join(data)
         bad = _BROKEN.search(ev.data) if ev.kind == "data" else None
         if bad is None:
             fixed.append(ev)
@@ -255,17 +319,23 @@ def _distribute(text: str, lengths: list[int]) -> list[str]:
     return ["".join(p).rstrip() for p in pieces]
 
 
+def _keeps(text: str, raw: str) -> bool:
+    """Whether a reference's text, met in a translation, is written as in the source (`raw`):
+    a character the source wrote as an entity (`&#169;`, `&nbsp;`; not letters or digits),
+    and an unknown entity (`&b;`, decoded as itself) with its `;`, so that it comes back byte
+    for byte and cannot run into the letters after it."""
+    if len(text) == 1:
+        return not text.isalnum()
+    return raw.endswith(";")
+
+
 def _escape(text: str, entities: dict[str, str]) -> str:
-    """Escape translated text; characters written as entities in the source stay so."""
-    out = []
-    for ch in text:
-        if ch in entities:
-            out.append(entities[ch])
-        elif ch in "&<>":
-            out.append(html.escape(ch, quote=False))
-        else:
-            out.append(ch)
-    return "".join(out)
+    """Escape translated text (`&`, `<`, `>`: no markup can come from a translation); what
+    the source wrote as an entity stays so (`_keeps`): each is `&…;` or one character."""
+    kept = sorted(entities, key=len, reverse=True)
+    pattern = re.compile("|".join([*map(re.escape, kept), "[&<>]"]))
+    return pattern.sub(lambda m: entities.get(m.group()) or html.escape(m.group(), quote=False),
+                       text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,14 +351,11 @@ class MarkupMode:
     def of(fmt: str) -> MarkupMode | None:
         return MarkupMode() if fmt == "html" else None
 
-    def parse(self, source: str) -> Markup:
+    def parse(self, source: str, max_depth: int | None = None) -> Markup:
+        """The parsed fragment, or `MarkupTooDeep` (more than `max_depth` open elements)."""
         return Markup(source, xml=self.xml, ignore_tags=self.ignore_tags,
                       non_splitting_tags=self.non_splitting_tags,
-                      splitting_tags=self.splitting_tags)
-
-    def plain_text(self, source: str) -> str:
-        """The translatable text of a fragment (for language detection)."""
-        return "\n".join(self.parse(source).segments)
+                      splitting_tags=self.splitting_tags, max_depth=max_depth)
 
 
 Translate = Callable[[list[str]], Awaitable[list[str]]]

@@ -27,6 +27,7 @@ from tolk.protocol import (
 from tolk_server.security.auth import bearer
 from tolk_server.security.headers import docs_csp
 from tolk_server.state import ServerState
+from tolk_server.stores.health import StoreUnavailable
 from tolk_server.transports.openapi_examples import COMPLETE_EXAMPLE, TRANSLATE_EXAMPLES
 
 router = APIRouter()
@@ -55,6 +56,8 @@ def error_response(exc: ProtocolError) -> JSONResponse:
     structured `limit` (a per-key limit is 429), never from the message."""
     status = HTTP_STATUS[exc.code]
     headers: dict[str, str] | None = None
+    if isinstance(exc, StoreUnavailable):  # an engine_error, but one to retry: 503
+        status, headers = 503, {"Retry-After": "1"}
     if exc.code == ErrorCode.OVERLOADED:
         headers = {"Retry-After": "1"}
         if exc.limit in KEY_LIMITS:
@@ -117,7 +120,7 @@ async def translate(request: Request) -> Response:
         return error_response(exc)
     try:
         sessions = st.http_sessions(request.headers.get("authorization"))
-        run = st.pipeline.submit(opts, who, sessions)
+        run = await st.pipeline.submit(opts, who, sessions)
     except ProtocolError as exc:  # counted by the pipeline
         return error_response(exc)
 
@@ -171,13 +174,18 @@ async def ready(request: Request) -> JSONResponse:
     st = _state(request)
     models = [{"name": m.name, "state": m.state()} for m in st.models.default]
     asr = st.audio.describe() if st.audio is not None else {"backend": "off"}
-    if st.gate.ready:
+    store = st.store_health.describe()
+    store_down = store["state"] != "up"
+    if st.gate.ready and not (store_down and store["policy"] == "closed"):
         degraded = (any(m["state"] not in ("ready", "connected") for m in models)
-                    or asr.get("state") == "dead")
+                    or asr.get("state") == "dead" or store_down)
         return JSONResponse({"status": "degraded" if degraded else "ready",
-                             "model": st.model_name, "models": models, "asr": asr})
-    detail = "engine dead" if st.models.dead else "loading"
-    return JSONResponse({"status": detail, "models": models, "asr": asr}, status_code=503)
+                             "model": st.model_name, "models": models, "asr": asr,
+                             "store": store})
+    detail = ("engine dead" if st.models.dead else "store down" if st.gate.ready
+              else "loading")
+    return JSONResponse({"status": detail, "models": models, "asr": asr, "store": store},
+                        status_code=503)
 
 
 def _guard(request: Request, public: bool) -> JSONResponse | None:
@@ -198,8 +206,23 @@ async def metrics(request: Request) -> Response:
     st = _state(request)
     if (refused := _guard(request, st.settings.public_metrics)) is not None:
         return refused
-    st.metrics.engine_running.set(sum(m.engine.running() for m in st.models.default))
+    _engine_gauges(st)
     return Response(st.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _engine_gauges(st: ServerState) -> None:
+    """The engines' gauges, as of this scrape: requests held, queued beyond the batch (local
+    engines: a remote tolk server's batch is its own), and which engines died."""
+    models = st.models.default
+    held = {m.name: m.engine.running() for m in models}
+    batch = st.settings.max_num_seqs * st.settings.data_parallel_size
+    st.metrics.engine_running.set(sum(held.values()))
+    if st.metrics.shared and len(models) == 1:  # --workers: one model, in every worker
+        held = {models[0].name: int(st.metrics.value("tolk_engine_running_requests"))}
+    st.metrics.engine_queue.set(sum(max(0, held[m.name] - batch) for m in models
+                                    if not m.remote))
+    for m in models:
+        st.metrics.engine_dead.labels(m.name).set(1 if m.engine.dead else 0)
 
 
 @router.get("/openapi.json", include_in_schema=False)

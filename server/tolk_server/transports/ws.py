@@ -43,8 +43,9 @@ from tolk_server.live.policy import policy_from
 from tolk_server.live.session import LiveRequest
 from tolk_server.pipeline.context import ContextStore
 from tolk_server.pipeline.submit import Run
-from tolk_server.security.auth import Principal, bearer
+from tolk_server.security.auth import ANONYMOUS, Principal, bearer
 from tolk_server.state import ServerState
+from tolk_server.stores.health import StoreUnavailable
 from tolk_server.transports.outbox import Outbox, Stalled
 from tolk_server.transports.uvicorn_bounds import abort_connection
 
@@ -107,6 +108,8 @@ class Connection:
         self.principal = await self._authenticate()
         if self.principal is None:
             return
+        if self.principal is not ANONYMOUS:  # a key's sessions go on after a reconnect
+            self.sessions = self.audio.sessions = self.state.key_sessions(self.principal)
         await self.state.engine_ready.wait()
         hello = ready(self.state.model_name, self.state.pipeline.languages,
                       self.state.gate.keys_required)
@@ -183,8 +186,9 @@ class Connection:
         """The gate's principal for `key`; refused: the error frame, then a 1008 close."""
         try:
             return self.state.gate.principal(key, message)
-        except ProtocolError as exc:
-            await self.close_with_error(exc.code, exc.message, POLICY_VIOLATION)
+        except ProtocolError as exc:  # the store away: 1013, try again later
+            await self.close_with_error(exc.code, exc.message, TRY_AGAIN_LATER if isinstance(
+                exc, StoreUnavailable) else POLICY_VIOLATION)
             return None
 
     async def close_with_error(self, code: ErrorCode, message: str, close_code: int) -> None:
@@ -280,8 +284,8 @@ class Connection:
             opts: TranslateFrame | UpdateFrame = frame
             if isinstance(frame, UpdateFrame):
                 opts = st.pipeline.live_options(frame)
-            run = st.pipeline.submit(opts, self.principal, self.sessions, rid,
-                                     connection_inflight=len(self.requests))
+            run = await st.pipeline.submit(opts, self.principal, self.sessions, rid,
+                                           connection_inflight=len(self.requests))
         except ProtocolError as exc:  # counted by the pipeline
             await self.send_error(exc, counted=True)
             return
@@ -384,15 +388,13 @@ class Connection:
 
 async def stream_endpoint(ws: WebSocket) -> None:
     state: ServerState = ws.app.state.tolk  # Origin and Host: checked by security/origin.py
+    await ws.accept()  # refusals below are close codes, which need an accepted socket
     try:
         state.gate.check_open()
     except ProtocolError as exc:
-        await ws.accept()
         await ws.close(SERVICE_RESTART, exc.message)
         return
     if len(state.connections) >= state.settings.max_connections:
-        await ws.accept()
         await ws.close(TRY_AGAIN_LATER, "too many connections")
         return
-    await ws.accept()
     await Connection(ws, state).serve()

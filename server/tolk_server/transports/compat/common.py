@@ -12,6 +12,7 @@ from tolk.protocol import TERMINAL_TYPES, ProtocolError, ServerFrame, TranslateO
 from tolk_server.pipeline.submit import Run
 from tolk_server.security.auth import Principal
 from tolk_server.state import ServerState
+from tolk_server.stores.health import StoreUnavailable
 from tolk_server.text.markup import MarkupMode
 from tolk_server.transports.compat.errors import MAX_ITEMS, CompatError, from_protocol
 
@@ -50,7 +51,7 @@ async def translate_all(st: ServerState, who: Principal, texts: list[str], *, so
     if not opts:
         return out
     try:
-        batch = st.pipeline.submit_many(opts, who, st.http_sessions(owner), mode)
+        batch = await st.pipeline.submit_many(opts, who, st.http_sessions(owner), mode)
     except ProtocolError as exc:  # counted by the pipeline
         raise from_protocol(exc, quota_status=quota_status) from None
     async with batch:
@@ -76,6 +77,8 @@ def deepl_key(request: Request, fields: dict[str, Any]) -> str | None:
 def deepl_principal(st: ServerState, request: Request, fields: dict[str, Any]) -> Principal:
     try:
         return st.gate.principal(deepl_key(request, fields))
+    except StoreUnavailable as exc:
+        raise from_protocol(exc, quota_status=503) from None
     except ProtocolError:
         raise CompatError(403, "Authorization failure: missing or invalid auth key") from None
 

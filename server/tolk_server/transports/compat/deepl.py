@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from tolk.protocol import ProtocolError
 from tolk_server.state import ServerState
 from tolk_server.text.markup import MarkupMode
 from tolk_server.transports.compat.common import (
@@ -18,7 +19,7 @@ from tolk_server.transports.compat.common import (
     translate_all,
 )
 from tolk_server.transports.compat.deepl_glossaries import usable
-from tolk_server.transports.compat.errors import CompatError, deepl_error
+from tolk_server.transports.compat.errors import CompatError, deepl_error, from_protocol
 from tolk_server.transports.compat.forms import read_fields, str_list
 from tolk_server.transports.compat.languages import deepl_code, deepl_languages, resolve
 from tolk_server.transports.openapi_examples import DEEPL_TRANSLATE_ANSWER, DEEPL_TRANSLATE_EXAMPLES
@@ -143,7 +144,11 @@ async def usage(request: Request) -> Response:
     try:
         fields = await read_fields(request)
         who = deepl_principal(st, request, fields)
+        try:  # every replica's count, from the usage store
+            used = st.admission.keys.chars_today(who.key_id)
+        except ProtocolError as exc:  # the store is away (policy `closed`)
+            raise from_protocol(exc, quota_status=503) from None
     except CompatError as exc:
         return deepl_error(exc)
-    return JSONResponse({"character_count": st.admission.keys.chars_today(who.key_id),
+    return JSONResponse({"character_count": used,
                          "character_limit": who.limits.chars_per_day or UNLIMITED})

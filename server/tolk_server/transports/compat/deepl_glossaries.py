@@ -1,7 +1,8 @@
-"""DeepL v2 glossaries, kept in tolk's glossary store (terms, usable by every API) plus a
-small side file with what DeepL also reports: name, languages, creation time, and the key
-that created it. A key sees the operator's glossaries (`tolk glossary add`, read-only here)
-and its own; it cannot see, use or delete another key's."""
+"""DeepL v2 glossaries, kept in tolk's glossary store (terms, usable by every API) with what
+DeepL also reports: name, languages, creation time, and the key that created it. A key sees
+the operator's glossaries (`tolk glossary add`, read-only here) and its own; it cannot see,
+use or delete another key's. With a shared store (sqlite, redis), every replica sees the
+same glossaries."""
 
 from __future__ import annotations
 
@@ -11,34 +12,24 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from tolk.protocol import ProtocolError
 from tolk_server.security.auth import Principal
 from tolk_server.state import ServerState
-from tolk_server.stores.jsonfile import WatchedJsonFile
+from tolk_server.stores.records import Glossary, GlossaryMeta
 from tolk_server.text.glossary import GlossaryStore
 from tolk_server.transports.compat.common import deepl_principal, state_of
-from tolk_server.transports.compat.errors import CompatError, deepl_error
+from tolk_server.transports.compat.errors import CompatError, deepl_error, from_protocol
 from tolk_server.transports.compat.forms import read_fields
 from tolk_server.transports.compat.languages import deepl_code, resolve
 
 router = APIRouter(prefix="/v2", tags=["DeepL-compatible"])
 TSV = "text/tab-separated-values"
 MAX_PER_KEY = 100  # glossaries one key may create
-
-
-_META: dict[Path, WatchedJsonFile[dict[str, dict[str, Any]]]] = {}
-
-
-def _meta_file(st: ServerState) -> WatchedJsonFile[dict[str, dict[str, Any]]]:
-    path = st.settings.glossary_file.with_suffix(".deepl.json")
-    if path not in _META:
-        _META[path] = WatchedJsonFile(path, dict, dict)
-    return _META[path]
 
 
 def _store(st: ServerState) -> GlossaryStore:
@@ -51,22 +42,29 @@ def _store(st: ServerState) -> GlossaryStore:
 def usable(st: ServerState, gid: str, who: Principal) -> bool:
     """Whether `who` may see and use glossary `gid` (the operator's, or its own)."""
     store = st.pipeline.glossaries
-    return store is not None and store.usable(gid, who.key_id) is not None
+    try:
+        return store is not None and store.usable(gid, who.key_id) is not None
+    except ProtocolError as exc:  # the store is away
+        raise from_protocol(exc, quota_status=503) from None
 
 
-def _info(st: ServerState, gid: str, who: Principal) -> dict[str, Any]:
-    store = _store(st)
-    terms = store.get(gid)
-    if terms is None or not usable(st, gid, who):
-        raise CompatError(404, "Glossary not found")
-    meta = _meta_file(st).load().get(gid, {})
-    stamp = meta.get("created", store.path.stat().st_mtime if store.path.exists() else 0.0)
+def _info(gid: str, found: Glossary) -> dict[str, Any]:
+    meta = found.meta
     return {
-        "glossary_id": gid, "name": meta.get("name", gid), "ready": True,
-        "source_lang": meta.get("source_lang", ""), "target_lang": meta.get("target_lang", ""),
-        "creation_time": datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z"),
-        "entry_count": len(terms),
+        "glossary_id": gid, "name": meta.name if meta else gid, "ready": True,
+        "source_lang": meta.source_lang if meta else "",
+        "target_lang": meta.target_lang if meta else "",
+        "creation_time": datetime.fromtimestamp(found.created, UTC).isoformat().replace(
+            "+00:00", "Z"),
+        "entry_count": len(found.terms),
     }
+
+
+def _usable(st: ServerState, gid: str, who: Principal) -> Glossary:
+    found = _store(st).entry(gid)
+    if found is None or (found.meta is not None and found.meta.owner != who.key_id):
+        raise CompatError(404, "Glossary not found")
+    return found
 
 
 def parse_entries(text: str, fmt: str) -> dict[str, str]:
@@ -99,6 +97,8 @@ async def _guard(request: Request, handler: Handler) -> Response:
         return await handler(st, who, fields)
     except CompatError as exc:
         return deepl_error(exc)
+    except ProtocolError as exc:  # the store is away
+        return deepl_error(from_protocol(exc, quota_status=503))
 
 
 @router.post("/glossaries", status_code=201)
@@ -116,20 +116,17 @@ async def create(request: Request) -> Response:
             raise CompatError(400, "Unsupported glossary source and target language pair")
         terms = parse_entries(str(fields.get("entries", "")),
                               str(fields.get("entries_format", "tsv")))
-        meta = _meta_file(st)
-        if sum(m.get("owner") == who.key_id for m in meta.load().values()) >= MAX_PER_KEY:
-            raise CompatError(400, f"This key has {MAX_PER_KEY} glossaries: delete one first")
         gid = str(uuid.uuid4())
+        meta = GlossaryMeta(name=name, source_lang=deepl_code(langs[0]).lower(),
+                            target_lang=deepl_code(langs[1]).lower(), created=time.time(),
+                            owner=who.key_id)
         try:
-            _store(st).put(gid, terms)
+            made = _store(st).create(gid, terms, meta, MAX_PER_KEY)
         except ValueError as exc:
             raise CompatError(400, str(exc)) from None
-        data = dict(meta.load())
-        data[gid] = {"name": name, "source_lang": deepl_code(langs[0]).lower(),
-                     "target_lang": deepl_code(langs[1]).lower(), "created": time.time(),
-                     "owner": who.key_id}
-        meta.save(data)
-        return JSONResponse(_info(st, gid, who), status_code=201)
+        if not made:
+            raise CompatError(400, f"This key has {MAX_PER_KEY} glossaries: delete one first")
+        return JSONResponse(_info(gid, _usable(st, gid, who)), status_code=201)
 
     return await _guard(request, run)
 
@@ -139,8 +136,8 @@ async def list_all(request: Request) -> Response:
     """List glossaries (DeepL v2): every glossary in tolk's store."""
 
     async def run(st: ServerState, who: Principal, fields: dict[str, Any]) -> Response:
-        return JSONResponse({"glossaries": [_info(st, g, who) for g in _store(st).names()
-                                            if usable(st, g, who)]})
+        return JSONResponse({"glossaries": [
+            _info(g, found) for g, found in _store(st).entries(who.key_id).items()]})
 
     return await _guard(request, run)
 
@@ -150,7 +147,7 @@ async def get_one(request: Request, glossary_id: str) -> Response:
     """One glossary's details (DeepL v2)."""
 
     async def run(st: ServerState, who: Principal, fields: dict[str, Any]) -> Response:
-        return JSONResponse(_info(st, glossary_id, who))
+        return JSONResponse(_info(glossary_id, _usable(st, glossary_id, who)))
 
     return await _guard(request, run)
 
@@ -160,9 +157,7 @@ async def entries(request: Request, glossary_id: str) -> Response:
     """A glossary's entries as TSV (DeepL v2)."""
 
     async def run(st: ServerState, who: Principal, fields: dict[str, Any]) -> Response:
-        terms = _store(st).get(glossary_id)
-        if terms is None or not usable(st, glossary_id, who):
-            raise CompatError(404, "Glossary not found")
+        terms = _usable(st, glossary_id, who).terms
         return PlainTextResponse("".join(f"{s}\t{t}\n" for s, t in terms.items()),
                                  media_type=TSV)
 
@@ -174,15 +169,11 @@ async def delete(request: Request, glossary_id: str) -> Response:
     """Delete a glossary (DeepL v2)."""
 
     async def run(st: ServerState, who: Principal, fields: dict[str, Any]) -> Response:
-        if not usable(st, glossary_id, who):
-            raise CompatError(404, "Glossary not found")
-        meta = _meta_file(st)
-        data = dict(meta.load())
-        if data.pop(glossary_id, None) is None:
+        if _usable(st, glossary_id, who).meta is None:
             raise CompatError(403, "This glossary belongs to the server operator "
                                    "(`tolk glossary remove`)")
-        _store(st).remove(glossary_id)
-        meta.save(data)
+        if not _store(st).remove(glossary_id):
+            raise CompatError(404, "Glossary not found")
         return Response(status_code=204)
 
     return await _guard(request, run)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from tolk.protocol import ProtocolError
 from tolk_server.security.auth import Principal, bearer
 from tolk_server.state import ServerState
+from tolk_server.stores.health import StoreUnavailable
 from tolk_server.text.markup import MarkupMode
 from tolk_server.transports.compat.common import (
     check_items,
@@ -22,6 +23,7 @@ from tolk_server.transports.compat.errors import (
     MAX_ITEMS,
     MAX_LT_BODY_BYTES,
     CompatError,
+    from_protocol,
     libretranslate_error,
 )
 from tolk_server.transports.compat.forms import read_fields
@@ -49,6 +51,8 @@ def _who(st: ServerState, request: Request, fields: dict[str, Any]) -> Principal
     key = fields.get("api_key") or bearer(request.headers.get("authorization"))
     try:
         return st.gate.principal(key if isinstance(key, str) else None)
+    except StoreUnavailable as exc:
+        raise from_protocol(exc, quota_status=503) from None
     except ProtocolError:
         if key:
             raise CompatError(403, "Invalid API key") from None

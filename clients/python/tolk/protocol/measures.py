@@ -1,10 +1,13 @@
-"""Measures of re-translation: normalized erasure and LAAL (source characters)."""
+"""Measures of re-translation: normalized erasure and LAAL (source characters).
+
+Pure code, shared by the server (the `live` figures of a `complete` frame) and the benchmarks.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tolk_server.live.agreement import common_prefix_len, words
+from .agreement import common_prefix_len, words
 
 
 def normalized_erasure(outputs: Sequence[str], final: str) -> float:

@@ -1,7 +1,9 @@
 """LocalAgreement-n over target words, with a stable prefix that only a reset may shrink.
 
-Pure code: no clock, no engine. The server feeds each new hypothesis (the translation of
-the current source text, ideally forced to start with `stable`) and sends what comes out.
+Pure code: no clock, no engine. The one place of the rule: the server's live requests feed
+each new hypothesis (the translation of the current source text, ideally forced to start with
+`stable`) and send what comes out; the SDK's `MockServer` does the same with its own
+translations.
 """
 
 from __future__ import annotations
