@@ -45,6 +45,11 @@ def test_another_vllm_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     why = supervisor.refusal(Settings(workers=2, store="sqlite:///x.db"))
     assert why is not None and "0.32.0" in why and "0.26.0" in why
     assert supervisor.refusal(Settings(workers=2, store="sqlite:///x.db", engine="echo")) is None
+    remote = Settings(workers=2, store="sqlite:///x.db",
+                      models=[{"name": "big", "url": "openai+http://127.0.0.1:9/v1"}])
+    assert supervisor.refusal(remote) is None  # no local engine: each worker has its adapter
+    local = Settings(workers=2, store="sqlite:///x.db", models=[{"name": "a", "path": "/m"}])
+    assert "[[models]]" in (supervisor.refusal(local) or "")
 
 
 def test_the_multi_api_server_pieces_tolk_calls() -> None:

@@ -148,3 +148,45 @@ def test_a_key_s_quota_holds_across_both_workers(tmp_path: Path) -> None:
                 results.append((e.code, e.headers["x-tolk-worker"]))
     assert sorted(s for s, _ in results) == [200] * 10 + [429] * 6, results
     assert {w for _, w in results} == {"0", "1"}, results
+
+
+def test_remote_models_give_each_worker_its_own_adapter(tmp_path: Path) -> None:
+    """No local engine (an OpenAI-compatible vLLM as the model, the Helm chart's frontend
+    topology): each worker talks to it over its own adapter, and both serve."""
+    from conftest import TINY_PROFILE_TOML
+    from support.fake_openai import fake_openai
+
+    env = {"TOLK_STORE": f"sqlite:///{tmp_path}/state.db", "TOLK_CACHE_ENTRIES": "0"}
+    with fake_openai() as fake, supervisor(
+            "--workers", "2", "--model", f"big=openai+{fake.url}", "--profile",
+            str(TINY_PROFILE_TOML), "--asr-backend", "off", log=tmp_path / "supervisor.log",
+            env=env, timeout=60) as (base, _):
+        url = base.replace("http", "ws") + "/v1/stream"
+
+        async def go() -> list[tuple[str, str]]:
+            conns = await open_spread(url, 4, workers=2)
+            out = [(w, (await run_streams(ws, ["a"], "Hello", 16))["a"][0]["type"])
+                   for ws, w in conns]
+            for ws, _ in conns:
+                await ws.close()
+            return out
+
+        served = asyncio.run(go())
+        assert {w for w, _ in served} == {"0", "1"}
+        assert all(t == "complete" for _, t in served), served
+        assert len(fake.bodies) == len(served)
+
+
+def test_a_worker_that_cannot_build_its_app_stops_the_supervisor(tmp_path: Path) -> None:
+    """A configuration error is not retried `worker_restarts` times: exit 1 at once."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "tolk_server.cli", "serve", "--workers", "2", "--port", "0",
+           "--model", "big=openai+http://127.0.0.1:9/v1", "--asr-backend", "off"]  # no profile
+    env = {**os.environ, "TOLK_STORE": f"sqlite:///{tmp_path}/state.db"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "the app could not be built" in done.stderr
+    assert "a worker could not start" in done.stderr
+    assert "restarting in" not in done.stderr

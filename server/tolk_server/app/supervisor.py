@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tolk_server.app.wiring import model_path
-from tolk_server.app.worker import WorkerSpec, run_worker
+from tolk_server.app.worker import BOOT_ERROR, WorkerSpec, run_worker
 from tolk_server.config import Settings
 from tolk_server.ops.metrics import MULTIPROC_DIR_ENV, process_exited
 
@@ -55,15 +55,23 @@ def refusal(settings: Settings) -> str | None:
                 "`memory` (quotas, keys, glossaries, sessions) would be per worker. Use "
                 "--store sqlite:///PATH (one host) or --store redis://HOST:PORT/DB "
                 "(or TOLK_STORE).")
-    if settings.models:
-        return "--workers N>1 serves one model (--model); [[models]] is not supported with it"
+    if any(m.url is None for m in settings.models):
+        return ("--workers N>1 shares one local engine (--model PATH): [[models]] entries with "
+                "a `path` are not supported with it (remote ones, `url`, are)")
     if settings.asr_backend == "vllm":
         return "--workers N>1 does not support asr_backend=vllm (one Whisper engine each)"
-    if settings.engine == "vllm":
+    if shares_an_engine(settings):
         from tolk_server.adapters.vllm_host import vllm_refusal
 
         return vllm_refusal()
     return None
+
+
+def shares_an_engine(settings: Settings) -> bool:
+    """One local vLLM engine for every worker; else (the engine double, or only remote
+    models: another tolk server, an OpenAI-compatible vLLM deployment) each worker has its
+    own adapter."""
+    return settings.engine == "vllm" and not settings.models
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -100,6 +108,7 @@ class Supervisor:
         self.host: Any = None  # adapters.vllm_host.EngineHost (None: the engine double)
         self.port = settings.port
         self.signals = 0
+        self.boot_failed = False  # a worker could not build its app: restarts would not help
         self.metrics_dir = tempfile.mkdtemp(prefix="tolk-metrics-")  # mode 0700
 
     def run(self) -> int:
@@ -129,7 +138,7 @@ class Supervisor:
         for w in self.workers:
             w.sock = listening_socket(s.host, self.port)
             self.port = w.sock.getsockname()[1]  # port 0: the others bind the one it got
-        if s.engine == "vllm":
+        if shares_an_engine(s):
             from tolk_server.adapters.vllm_host import EngineHost
 
             self.host = EngineHost(s, model_path(s), s.workers + s.worker_restarts)
@@ -165,6 +174,8 @@ class Supervisor:
                                                                  and host.dead)):
                 return self._engine_lost()
             self._reap()
+            if self.boot_failed:
+                return self._stop_workers("a worker could not start (its error is above)")
             self._restart_due()
             if all(w.gone for w in self.workers):
                 log.error("no worker left (no restarts left): stopping")
@@ -182,6 +193,9 @@ class Supervisor:
                 continue
             code, pid = w.proc.exitcode, w.proc.pid
             self._forget(w)
+            if code == BOOT_ERROR:
+                self.boot_failed = True
+                continue
             ran = time.monotonic() - w.started
             w.crashes = 1 if ran >= STABLE_S else w.crashes + 1
             if self.restarts_left <= 0:
@@ -217,10 +231,15 @@ class Supervisor:
         host = self.host
         log.error("the engine %s", f"failed to start: {host.error}" if host.error is not None
                   else "died; failing in-flight requests and stopping")
-        if host.error is None:
-            host.announce_dead()  # each worker's requests end in engine_error, then it exits
-        else:  # the workers still wait for the engine's greeting: stop them
-            self.drain.set()
+        if host.error is not None:  # the workers wait for its greeting: stop them
+            return self._stop_workers("no engine")
+        host.announce_dead()  # each worker's requests end in engine_error, then it exits
+        self._join(time.monotonic() + 10.0)
+        return 1
+
+    def _stop_workers(self, why: str) -> int:
+        log.error("%s: stopping", why)
+        self.drain.set()
         self._join(time.monotonic() + 10.0)
         return 1
 

@@ -28,6 +28,7 @@ from tolk_server.state import ServerState
 from tolk_server.transports.uvicorn_bounds import uvicorn_config
 
 WORKER_HEADER = "x-tolk-worker"
+BOOT_ERROR = 3  # the app could not be built (a configuration error): not worth a restart
 GAUGE_EVERY_TICKS = 5  # uvicorn ticks every 0.1 s: the engine's request count twice a second
 
 
@@ -73,9 +74,13 @@ def run_worker(spec: WorkerSpec) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format=f"%(levelname)s %(name)s[w{spec.index}]: %(message)s")
     engine = None
-    if spec.slot is not None:
-        engine = VllmEngine(settings, model_path(settings), slot=spec.slot)
-    app = create_app(settings, engine=engine)
+    try:
+        if spec.slot is not None:
+            engine = VllmEngine(settings, model_path(settings), slot=spec.slot)
+        app = create_app(settings, engine=engine)
+    except Exception:
+        logging.getLogger("tolk").exception("worker %d: the app could not be built", spec.index)
+        sys.exit(BOOT_ERROR)
     state: ServerState = app.state.tolk
     state.metrics.worker_up.labels(str(spec.index)).set(1)
     config = uvicorn_config(app, settings, headers=[(WORKER_HEADER, str(spec.index))])
