@@ -4,6 +4,8 @@
                                          tolk WebSocket, tolk SSE, front end, optional quality)
     tolk bench quality --data FILE.tsv   chrF/BLEU both directions + streamed == offline check
     tolk bench frontend                  the front end alone over the null engine
+    tolk bench frontend --workers 1,2    the same, `tolk serve --workers N` for each N
+    tolk bench workers --workers 1,2     the real engine under --workers N: tok/s, TTFT
     tolk bench load --url URL            load a running tolk server (no engine started here)
     tolk bench openai                    TTFT: in-process vLLM against the OpenAI adapter
     tolk bench report DIR                rewrite summary.md and plots from DIR/results.json
@@ -115,12 +117,8 @@ def _add_runs(bsub: Subparsers) -> None:
                    "mirrored offline sentence by sentence)")
     q.set_defaults(func=_cmd_quality)
 
-    f = bsub.add_parser("frontend", help="the front end alone over the null engine")
-    _common(f)
-    _frontend_opts(f)
-    f.add_argument("--url", help="a running tolk server (no CPU/RSS figures) instead of "
-                   "starting `tolk serve --engine fake`")
-    f.set_defaults(func=_cmd_frontend)
+    _add_frontend(bsub)
+    _add_workers(bsub)
 
     ld = bsub.add_parser("load", help="load a running tolk server (WebSocket and SSE)")
     _common(ld)
@@ -159,6 +157,33 @@ def _add_others(bsub: Subparsers) -> None:
         add_audio_args(au)
     au.set_defaults(func=_cmd_audio)
 
+
+
+def _add_frontend(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    f = bsub.add_parser("frontend", help="the front end alone over the null engine")
+    _common(f)
+    _frontend_opts(f)
+    f.add_argument("--url", help="a running tolk server (no CPU/RSS figures) instead of "
+                   "starting `tolk serve --engine fake`")
+    f.add_argument("--workers", type=_ints, help="one run per `tolk serve --workers N`, "
+                   "e.g. 1,2 (on a SQLite store each)")
+    f.add_argument("--rounds", type=int, default=1,
+                   help="with --workers: each count this often, interleaved")
+    f.add_argument("--fe-rate", type=float, help="with --workers: also an open-loop point at "
+                   "this many requests/s (CPU per request at the same load)")
+    f.set_defaults(func=_cmd_frontend)
+
+
+def _add_workers(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = bsub.add_parser("workers", help="the real engine under `tolk serve --workers N`")
+    _engine_opts(w)
+    _common(w)
+    w.add_argument("--workers", type=_ints, default=[1, 2])
+    w.add_argument("--rounds", type=int, default=1, help="each count this often, interleaved")
+    w.add_argument("--concurrency", type=int, default=16)
+    w.add_argument("--requests", type=int, default=160)
+    w.add_argument("--max-tokens", type=int, default=64)
+    w.set_defaults(func=_cmd_workers)
 
 def _out_dir(ns: argparse.Namespace, machine: dict[str, Any] | None = None) -> Any:
     from datetime import UTC, datetime
@@ -272,6 +297,8 @@ def _cmd_frontend(ns: argparse.Namespace) -> int:
 
     raise_fd_limit()
     out = _out_dir(ns)
+    if ns.workers:
+        return _frontend_workers(ns, out)
     with Progress(enabled=ns.progress) as prog:
         if ns.url:
             fe = asyncio.run(frontend_ceiling(ns.url, None, prog, **_fe(ns)))
@@ -283,6 +310,54 @@ def _cmd_frontend(ns: argparse.Namespace) -> int:
     (out / "frontend.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print("\n".join(frontend_section(fe)))
     return 1 if fe.get("error") else 0
+
+
+def _write(out: Any, name: str, doc: dict[str, Any], lines: list[str]) -> None:
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    print(out / f"{name}.json")
+
+
+def _frontend_workers(ns: argparse.Namespace, out: Any) -> int:
+    from datetime import UTC, datetime
+
+    from .runner import Progress
+    from .servers import busy_processes, machine_info
+    from .workers import frontend_workers_section, run_frontend_workers
+
+    with Progress(enabled=ns.progress) as prog:
+        fe = run_frontend_workers(_fe(ns), ns.workers, ns.rounds, out / "logs", prog,
+                                  ns.fe_rate)
+    doc = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
+           "machine": machine_info(), "busy_at_end": busy_processes(), "frontend_workers": fe}
+    _write(out, "frontend-workers", doc, frontend_workers_section(fe))
+    return 1 if any(r.get("error") for r in fe["runs"]) else 0
+
+
+def _cmd_workers(ns: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from .runner import Progress
+    from .servers import busy_processes, machine_info, raise_fd_limit
+    from .workers import engine_workers_section, run_engine_workers
+
+    raise_fd_limit()
+    out = _out_dir(ns)
+    setup = _setup(ns)
+    with Progress(enabled=ns.progress) as prog:
+        res = run_engine_workers(setup, _data(ns), ns.workers, ns.rounds, ns.concurrency,
+                                 ns.requests, ns.max_tokens, ns.streams_per_conn,
+                                 out / "logs", prog)
+    doc = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
+           "machine": machine_info(), "busy_at_end": busy_processes(),
+           "setup": setup.describe(), "engine_workers": res}
+    _write(out, "engine-workers", doc, engine_workers_section(res))
+    failed = any(r.get("error") for runs in res["runs"].values() for r in runs)
+    return 1 if failed else 0
 
 
 def _cmd_load(ns: argparse.Namespace) -> int:

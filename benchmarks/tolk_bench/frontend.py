@@ -1,6 +1,7 @@
 """The front end alone: tolk over the null engine (`tolk serve --engine fake`, tokens emitted
 instantly), to find the transport's own ceiling: requests/s, frames/s per CPU core of the
-server process, and idle connections per process and the memory each costs."""
+server's processes (with `--workers N`: the supervisor and its workers, summed), and idle
+connections and the memory each costs."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from .servers import (
     TOLK_BENCH_ENV,
     ServerProcess,
     child_env,
+    family_cpu_s,
+    family_rss,
     free_port,
-    proc_cpu_s,
-    proc_rss,
     raise_fd_limit,
     self_cpu_s,
     tolk_command,
@@ -29,21 +30,28 @@ from .workload import RequestSpec
 SHORT_TEXT = "The meeting will begin shortly."
 
 
-def fake_server(log_dir: Path) -> ServerProcess:
+def fake_server(log_dir: Path, workers: int | None = None) -> ServerProcess:
+    """`tolk serve --engine fake`; with `workers`, `--workers N` on a SQLite store (the same
+    store for every N, so that only the split into processes differs)."""
     port = free_port()
-    return ServerProcess("tolk (null engine)", tolk_command(port, ["--engine", "fake"]),
-                         f"http://127.0.0.1:{port}/ready", child_env(TOLK_BENCH_ENV),
-                         log_dir / "tolk-fake.log")
+    flags, env, log = ["--engine", "fake"], dict(TOLK_BENCH_ENV), log_dir / "tolk-fake.log"
+    if workers is not None:
+        flags += ["--workers", str(workers)]
+        log = log_dir / f"tolk-fake-w{workers}.log"
+        env["TOLK_STORE"] = f"sqlite:///{log_dir.resolve()}/store-w{workers}.db"
+    return ServerProcess(f"tolk (null engine, {workers or 1} worker(s))",
+                         tolk_command(port, flags), f"http://127.0.0.1:{port}/ready",
+                         child_env(env), log)
 
 
 async def _measured(base_url: str, pid: int | None, point: Point, connections: int,
                     progress: Progress, label: str) -> dict[str, Any]:
     pool = await WsPool.open(base_url, connections)
     try:
-        cpu0 = proc_cpu_s(pid) if pid else 0.0
+        cpu0 = family_cpu_s(pid) if pid else 0.0
         me0 = self_cpu_s()
         pr = await run_point(pool.request, point, progress, label)
-        cpu1 = proc_cpu_s(pid) if pid else 0.0
+        cpu1 = family_cpu_s(pid) if pid else 0.0
         me1 = self_cpu_s()
     finally:
         await pool.close()
@@ -78,7 +86,7 @@ async def idle_connections(base_url: str, pid: int | None, counts: list[int],
     for n in counts:
         conns: list[WsConnection] = []
         await asyncio.sleep(0.5)
-        rss0 = proc_rss(pid) if pid else 0
+        rss0 = family_rss(pid) if pid else 0
         task = progress.task(f"idle conns  n={n}", n)
         t0 = time.perf_counter()
         failed = 0
@@ -95,7 +103,7 @@ async def idle_connections(base_url: str, pid: int | None, counts: list[int],
                     progress.advance(task)
             open_s = time.perf_counter() - t0
             await asyncio.sleep(1.0)
-            rss1 = proc_rss(pid) if pid else 0
+            rss1 = family_rss(pid) if pid else 0
             alive = sum(1 for c in conns if not c.closed)
             # still serving with all of them open? one translation on the newest connection
             ok = False

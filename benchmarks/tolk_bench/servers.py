@@ -51,6 +51,39 @@ def proc_rss(pid: int) -> int:
         return int(fh.read().split()[1]) * PAGE
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and the processes below it (supervisor, workers, engine core, …)."""
+    return [pid, *descendants(pid)]
+
+
+def is_engine_process(pid: int) -> bool:
+    """vLLM's engine-core and executor processes name themselves `VLLM::…`."""
+    try:
+        return b"VLLM::" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def family_cpu_s(pid: int, engine: bool | None = None) -> float:
+    """CPU seconds of `pid` and its descendants (alive now); `engine` True: only vLLM's
+    engine processes among them, False: all but those (the front end)."""
+    total = 0.0
+    for p in family(pid):
+        if engine is not None and is_engine_process(p) != engine:
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += proc_cpu_s(p)
+    return total
+
+
+def family_rss(pid: int) -> int:
+    total = 0
+    for p in family(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += proc_rss(p)
+    return total
+
+
 def self_cpu_s() -> float:
     t = os.times()
     return t.user + t.system

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Host names besides loopback (DNS rebinding guard)."
     )
     log_level: str = "info"
+    workers: int = Field(1, ge=1, le=64, description=(
+        "Front-end processes on one engine (`tolk serve --workers N`, docs/scaling.md); "
+        "more than one needs a shared store (sqlite or redis)."))
+    worker_restarts: int = Field(8, ge=0, le=256, description=(
+        "With workers > 1: how many times in all the supervisor restarts a crashed worker "
+        "(each restart takes one spare engine-client slot)."))
 
     # Model and engine
     model: str | None = Field(None, description="Model directory, HF id, or profile name.")

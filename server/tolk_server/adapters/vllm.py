@@ -1,6 +1,8 @@
 """The vLLM adapter: the only module that imports vLLM.
 
-One in-process `AsyncLLM` with continuous batching; outputs stream as DELTA.
+One `AsyncLLM` with continuous batching; outputs stream as DELTA. It starts its own engine
+core, or (`tolk serve --workers N`, `EngineSlot`) is one client of an engine core that the
+supervisor runs (`adapters/vllm_host.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import os
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing
+from dataclasses import dataclass, field
 from typing import Any
 
 from tolk_server.adapters.shield import call_shielded, stop_engine_processes
@@ -62,6 +65,31 @@ def engine_args_dict(settings: Settings, model: str) -> dict[str, Any]:
     if has_cuda():
         args["gpu_memory_utilization"] = settings.gpu_memory_utilization
     return args
+
+
+def engine_config(settings: Settings, model: str, clients: int = 1, rank: int = 0) -> Any:
+    """vLLM's config for the engine and each of its `clients` front ends, as `vllm serve
+    --api-server-count` builds it: rank -1 for the supervisor, 0..clients-1 for a client."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
+
+    args = AsyncEngineArgs(**engine_args_dict(settings, model))
+    args._api_process_count = clients
+    args._api_process_rank = rank
+    with cpu_kv_cache_space(settings.kv_cache_gib):
+        return args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+
+
+@dataclass(frozen=True)
+class EngineSlot:
+    """One client slot of an engine core that another process runs: vLLM's
+    `client_addresses` (the ZMQ addresses and the listeners the supervisor bound), and this
+    client's index among `count`. Picklable for a spawned process (the listeners travel as
+    file descriptors)."""
+
+    index: int
+    count: int
+    addresses: dict[str, Any] = field(default_factory=dict)
 
 
 def _sampling(params: GenerationParams, kind: Any = None, **over: Any) -> Any:
@@ -121,9 +149,10 @@ class EngineLife:
 
 
 class VllmEngine(EngineLife):
-    def __init__(self, settings: Settings, model: str) -> None:
+    def __init__(self, settings: Settings, model: str, slot: EngineSlot | None = None) -> None:
         self.settings = settings
         self.model = model
+        self.slot = slot
         self.info = EngineInfo(name="vllm", model=model, version="?")
         self._llm: Any = None
         self._tokenizer: Any = None
@@ -137,11 +166,24 @@ class VllmEngine(EngineLife):
         kwargs = engine_args_dict(self.settings, self.model)
         self.info = EngineInfo(name="vllm", model=self.model, version=vllm.__version__,
                                settings=kwargs)
+        if self.slot is not None:  # the supervisor's engine: attach to it (waits for it)
+            self._llm = await asyncio.to_thread(self._attach, self.slot)
+            return
         args = AsyncEngineArgs(**kwargs)
         # Engine start takes tens of seconds; keep the event loop (and /health) responsive.
         # Started with SIGTERM blocked: a group SIGTERM must not stop it mid-drain.
         with cpu_kv_cache_space(self.settings.kv_cache_gib):
             self._llm = await asyncio.to_thread(call_shielded, AsyncLLM.from_engine_args, args)
+
+    def _attach(self, slot: EngineSlot) -> Any:
+        """An engine-core client on `slot`, as a `vllm serve --api-server-count` API server
+        builds it; it returns once the engine core has greeted this slot."""
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        config = engine_config(self.settings, self.model, slot.count, slot.index)
+        return AsyncLLM.from_vllm_config(
+            config, disable_log_stats=True, client_addresses=dict(slot.addresses),
+            client_count=slot.count, client_index=slot.index)
 
     async def generate(
         self, prompt: str, params: GenerationParams, request_id: str
@@ -247,6 +289,7 @@ class VllmEngine(EngineLife):
 
     async def shutdown(self) -> None:
         if self._llm is not None:
-            stop_engine_processes(self._core_processes())
+            if self.slot is None:  # a client leaves the supervisor's engine running
+                stop_engine_processes(self._core_processes())
             self._llm.shutdown()
             self._llm = None

@@ -110,6 +110,11 @@ class DrainingServer(uvicorn.Server):
     def _exit_now(self) -> None:
         self.should_exit = True
 
+    def request_drain(self) -> None:
+        """Start the drain, as a first SIGTERM does (a no-op once it has started)."""
+        if not (self._drain_requested or self.should_exit):
+            self._drain_requested = True
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_requested or self.should_exit:  # a second signal: stop now
             self.force_exit = True

@@ -96,6 +96,13 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    if settings.workers > 1:  # a supervisor, N worker processes and one engine
+        from tolk_server.app.supervisor import refusal, serve_workers
+
+        if (why := refusal(settings)) is not None:
+            print(f"tolk: {why}", file=sys.stderr)
+            return 2
+        return serve_workers(settings)
     from tolk_server.app.lifecycle import DrainingServer
 
     app = create_app(settings)
@@ -193,6 +200,10 @@ def _add_serve(sub: Subcommands) -> None:
     _engine_flags(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="front-end processes on one engine "
+                       "(default 1; more needs a shared store: docs/scaling.md)")
+    serve.add_argument("--worker-restarts", type=int,
+                       help="with --workers: restarts of crashed workers, in all (default 8)")
     serve.add_argument("--api-key", dest="api_keys", action="append")
     serve.add_argument("--allowed-origin", dest="allowed_origins", action="append",
                        help="a browser origin allowed besides the server's own (repeatable)")

@@ -217,6 +217,8 @@ def _engine_gauges(st: ServerState) -> None:
     held = {m.name: m.engine.running() for m in models}
     batch = st.settings.max_num_seqs * st.settings.data_parallel_size
     st.metrics.engine_running.set(sum(held.values()))
+    if st.metrics.shared and len(models) == 1:  # --workers: one model, in every worker
+        held = {models[0].name: int(st.metrics.value("tolk_engine_running_requests"))}
     st.metrics.engine_queue.set(sum(max(0, held[m.name] - batch) for m in models
                                     if not m.remote))
     for m in models:
