@@ -54,6 +54,7 @@ from tolk_server.models.routing import OPENAI, OPENAI_SCHEMES, ModelSpec
 
 log = logging.getLogger("tolk.openai")
 HEALTH_PERIOD_S = 1.0
+DOWN_AFTER = 3  # failed health polls in a row before the model counts as disconnected
 #: The longest wait for the next streamed chunk (a long prompt queued behind others).
 READ_TIMEOUT_S = 300.0
 _TOO_LARGE = ("maximum context length", "max_model_len", "maximum model length")
@@ -127,9 +128,13 @@ class OpenAIEngine:
 
     async def _keep_watch(self) -> None:
         was: bool | None = None
+        fails = 0
         while True:
             why = await self._health()
-            self._ok = why is None
+            # One slow answer (its API server starved by a busy engine) is not an outage:
+            # the model goes `disconnected` after DOWN_AFTER failed polls in a row.
+            fails = 0 if why is None else fails + 1
+            self._ok = why is None or (was is True and fails < DOWN_AFTER)
             if self._ok != was:
                 was = self._ok
                 if why is None:
