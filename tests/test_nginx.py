@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from support.live_server import free_port
-from support.nginx import MAIN_CONF, nginx_binary, render_config
+from support.nginx import nginx_binary, start_nginx
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "deploy" / "nginx" / "tolk.conf"
@@ -99,9 +99,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def cluster() -> Iterator[Cluster]:
-    nginx = nginx_binary()
+    nginx_binary()  # skips or fails early, before any replica starts
     tmp = Path(tempfile.mkdtemp(prefix="tolk-nginx-"))
-    os.chmod(tmp, 0o755)  # nginx workers may run as another user when the test runs as root
     procs: list[subprocess.Popen[bytes]] = []
     try:
         ports = [free_port(), free_port()]
@@ -116,23 +115,10 @@ def cluster() -> Iterator[Cluster]:
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
             procs.append(proc)
             replicas[p] = proc
-        listen = free_port()
-        (tmp / "tolk.conf").write_text(render_config(TEMPLATE.read_text(), listen, ports))
-        (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp))
-        base = [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")]
-        version = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
-        m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version.stderr)
-        if m and tuple(map(int, m.groups())) >= (1, 19, 5):  # `-e`: the start-up error log
-            base[1:1] = ["-e", str(tmp / "error.log")]
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, f"nginx -t failed:\n{check.stderr}"
-        ngx = subprocess.Popen([*base, "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                               stderr=(tmp / "nginx.stderr").open("wb"))
-        procs.append(ngx)
         for p, proc in replicas.items():
             _wait_http(f"http://127.0.0.1:{p}/ready", 60, proc)
-        url = f"http://127.0.0.1:{listen}"
-        _wait_http(f"{url}/health", 20, ngx)
+        ngx, url = start_nginx(tmp, ports)
+        procs.append(ngx)
         yield Cluster(url, replicas, tmp)
     finally:
         for proc in reversed(procs):

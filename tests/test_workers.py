@@ -19,6 +19,7 @@ import pytest
 from support.processes import engine_core_pids
 from support.workers import (
     get,
+    kill_a_worker_mid_streams,
     metric,
     open_spread,
     run_streams,
@@ -151,21 +152,8 @@ def test_a_killed_worker_fails_only_its_streams_and_comes_back(workers: Server) 
     old = worker_pids(log)[victim]
     cores = engine_core_pids(proc.pid)
 
-    async def go() -> dict[str, list[dict[str, list[dict[str, Any]]]]]:
-        conns = await open_spread(_ws(base), 8, workers=2)
-        started = asyncio.Event()
-        tasks = [(w, asyncio.create_task(run_streams(ws, [f"k{i}"], LONG, 200, started)))
-                 for i, (ws, w) in enumerate(conns)]
-        await asyncio.wait_for(started.wait(), 60)
-        os.kill(old, signal.SIGKILL)
-        by: dict[str, list[dict[str, list[dict[str, Any]]]]] = {"0": [], "1": []}
-        for w, t in tasks:
-            by[w].append(await t)
-        for ws, _ in conns:
-            await ws.close()
-        return by
-
-    by = asyncio.run(go())
+    by = asyncio.run(kill_a_worker_mid_streams(_ws(base), 8, 1, LONG, old,
+                                               start_timeout=60))
     survivors = [t for r in by[str(1 - victim)] for t in r.values()]
     assert survivors and all(len(t) == 1 and t[0]["type"] == "complete" for t in survivors)
     cut = [t for r in by[str(victim)] for t in r.values()]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from support.workers import (
     get,
+    kill_a_worker_mid_streams,
     metric,
     open_spread,
     run_streams,
@@ -79,23 +79,8 @@ def test_a_killed_worker_fails_only_its_streams_and_comes_back(
     victim = 1
     old = worker_pids(log)[victim]
 
-    async def go() -> dict[str, list[dict[str, list[dict[str, object]]]]]:
-        conns = await open_spread(url, 6, workers=2)
-        started = asyncio.Event()
-        tasks = [(w, asyncio.create_task(run_streams(ws, [f"k{i}a", f"k{i}b"], SLOW_TEXT, 200,
-                                                      started)))
-                 for i, (ws, w) in enumerate(conns)]
-        await asyncio.wait_for(started.wait(), 30)
-        await asyncio.sleep(0.3)
-        os.kill(old, signal.SIGKILL)
-        by: dict[str, list[dict[str, list[dict[str, object]]]]] = {"0": [], "1": []}
-        for w, t in tasks:
-            by[w].append(await t)
-        for ws, _ in conns:
-            await ws.close()
-        return by
-
-    by = asyncio.run(go())
+    by = asyncio.run(kill_a_worker_mid_streams(url, 6, 2, SLOW_TEXT, old, start_timeout=30,
+                                               settle_s=0.3))
     assert by["0"] and by["1"]
     for result in by[str(1 - victim)]:  # the other worker's streams: each one terminal frame
         assert all(len(t) == 1 and t[0]["type"] == "complete" for t in result.values())

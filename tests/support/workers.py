@@ -125,3 +125,29 @@ async def run_streams(ws: ClientConnection, ids: list[str], text: str, max_token
     except ConnectionClosed:
         pass
     return terminal
+
+
+Streams = dict[str, list[dict[str, Any]]]  # request id → its terminal frames
+
+
+async def kill_a_worker_mid_streams(url: str, connections: int, ids_per_connection: int,
+                                    text: str, victim_pid: int, *, start_timeout: float,
+                                    settle_s: float = 0.0) -> dict[str, list[Streams]]:
+    """Open `connections` spread over 2 workers, start `ids_per_connection` streamed requests
+    on each, SIGKILL `victim_pid` once tokens flow (after `settle_s`), and collect every
+    stream's terminal frames, by the worker (`"0"`, `"1"`) its connection was on."""
+    conns = await open_spread(url, connections, workers=2)
+    started = asyncio.Event()
+    tasks = [(w, asyncio.create_task(run_streams(
+                ws, [f"k{i}{chr(97 + j)}" for j in range(ids_per_connection)], text, 200,
+                started)))
+             for i, (ws, w) in enumerate(conns)]
+    await asyncio.wait_for(started.wait(), start_timeout)
+    await asyncio.sleep(settle_s)
+    os.kill(victim_pid, signal.SIGKILL)
+    by: dict[str, list[Streams]] = {"0": [], "1": []}
+    for w, t in tasks:
+        by[w].append(await t)
+    for ws, _ in conns:
+        await ws.close()
+    return by
